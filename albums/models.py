@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from albums.hashtags import MAX_LENGTH, normalize_hashtag
+
+
+def new_secret() -> str:
+    """An unguessable token for unlisted albums' links (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def validate_hashtag(value: str) -> None:
+    if normalize_hashtag(value) != value:
+        raise ValidationError("Store hashtags in their normalised form (use normalize_hashtag).")
+
+
+class AlbumQuerySet(models.QuerySet["Album"]):
+    def public(self) -> AlbumQuerySet:
+        return self.filter(visibility=Album.Visibility.PUBLIC)
+
+    def due(self, now: datetime | None = None) -> AlbumQuerySet:
+        """Active albums whose next fetch time has come (or was never set)."""
+        now = now or timezone.now()
+        return self.filter(is_active=True).filter(
+            models.Q(next_fetch_at__isnull=True) | models.Q(next_fetch_at__lte=now)
+        )
+
+
+class Album(models.Model):
+    """A photo album fed by one hashtag."""
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public: listed on the front page"
+        UNLISTED = "unlisted", "Unlisted: only people with the secret link"
+
+    class Moderation(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic: new pictures are shown at once"
+        APPROVE_FIRST = "approve", "Approve first: new pictures wait for approval"
+
+    class SensitiveMedia(models.TextChoices):
+        SKIP = "skip", "Skip posts flagged sensitive"
+        HOLD = "hold", "Hold them for review"
+        ALLOW = "allow", "Show them like any other"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="albums")
+    hashtag = models.CharField(
+        max_length=MAX_LENGTH,
+        unique=True,
+        validators=[validate_hashtag],
+        help_text="Normalised: no #, case-folded (see albums/hashtags.py).",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(max_length=2000, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField("fetching active", default=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    secret = models.CharField(max_length=64, default=new_secret, unique=True, editable=False)
+    moderation = models.CharField(max_length=10, choices=Moderation.choices, default=Moderation.AUTOMATIC)
+    sensitive_media = models.CharField(max_length=10, choices=SensitiveMedia.choices, default=SensitiveMedia.HOLD)
+
+    # Fetch state, owned by tweets.services (the fetch_tweets command).
+    newest_post_id = models.CharField(
+        max_length=32, blank=True, help_text="Cursor for newer posts: the newest post id seen (since_id)."
+    )
+    backfill_token = models.CharField(
+        max_length=200, blank=True, help_text="Cursor for older posts: the source's next-page token."
+    )
+    backfill_done = models.BooleanField(default=False)
+    last_fetch_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed fetches (for back-off).")
+    next_fetch_at = models.DateTimeField(null=True, blank=True)
+    rate_limited_until = models.DateTimeField(null=True, blank=True)
+    collage_stale = models.BooleanField(default=False, help_text="Pictures changed since the collage was built.")
+
+    objects = AlbumQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["hashtag"]
+        indexes = [
+            # fetch_tweets: active albums whose next fetch is due.
+            models.Index(fields=["is_active", "next_fetch_at"], name="album_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.hashtag}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("albums:album-detail", args=[self.hashtag])
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"#{self.hashtag}"
+
+
+class Milestone(models.Model):
+    """A picture count an album has reached. The unique row decides it once."""
+
+    album = models.ForeignKey(Album, models.CASCADE, related_name="milestones")
+    threshold = models.PositiveIntegerField()
+    count = models.PositiveIntegerField(help_text="Visible pictures when the milestone was reached.")
+    reached_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["album", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["album", "threshold"], name="milestone_unique_album_threshold"),
+        ]
+        indexes = [
+            # The retry sweep: milestones reached but not yet announced.
+            models.Index(fields=["notified_at"], name="milestone_unsent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.album.hashtag} reached {self.threshold}"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from albums.models import Album
+from conftest import make_album, make_picture
+from pictures.models import Picture
+
+
+def test_the_index_lists_public_albums_only(client, owner):
+    make_album(owner=owner, hashtag="sunset", title="Sunsets")
+    make_album(owner=owner, hashtag="secretparty", visibility=Album.Visibility.UNLISTED)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Sunsets" in response.content.decode()
+    assert "secretparty" not in response.content.decode()
+
+
+def test_the_album_page_shows_visible_pictures_newest_first(client, album):
+    old = make_picture(album=album, author_handle="early_bird")
+    new = make_picture(album=album, author_handle="night_owl")
+    make_picture(album=album, author_handle="hidden_one", status=Picture.Status.HIDDEN)
+    make_picture(album=album, author_handle="pending_one", status=Picture.Status.PENDING)
+    body = client.get("/album/sunset/").content.decode()
+    assert body.index(f"@{new.author_handle}") < body.index(f"@{old.author_handle}")
+    assert "hidden_one" not in body
+    assert "pending_one" not in body
+
+
+def test_an_unknown_hashtag_gives_a_404_page(client, db):
+    response = client.get("/album/nosuchtag/")
+    assert response.status_code == 404
+    assert "No album for this hashtag yet" in response.content.decode()
+
+
+def test_a_non_hashtag_gives_a_404(client, db):
+    assert client.get("/album/not%20a%20tag/").status_code == 404
+
+
+def test_a_hashtag_in_another_case_redirects_to_the_canonical_url(client, album):
+    response = client.get("/album/Sunset/")
+    assert response.status_code == 301
+    assert response["Location"] == "/album/sunset/"
+
+
+def test_the_redirect_keeps_the_query_string(client, album):
+    response = client.get("/album/SUNSET/?page=2")
+    assert response["Location"] == "/album/sunset/?page=2"
+
+
+def test_an_unlisted_album_needs_its_secret_link(client, owner):
+    album = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
+    assert client.get("/album/hush/").status_code == 404
+    assert client.get("/album/hush/?key=wrong").status_code == 404
+    assert client.get(f"/album/hush/?key={album.secret}").status_code == 200
+
+
+def test_post_text_and_names_are_escaped(client, album):
+    make_picture(album=album, author_handle="<b>x</b>", alt_text='"><script>alert(1)</script>')
+    body = client.get("/album/sunset/").content.decode()
+    assert "<script>alert(1)" not in body
+    assert "<b>x</b>" not in body
+    assert "&lt;script&gt;" in body
+
+
+def test_pages_of_pictures_link_to_each_other(client, album):
+    for _ in range(61):
+        make_picture(album=album)
+    body = client.get("/album/sunset/").content.decode()
+    assert "?page=2" in body
+    assert client.get("/album/sunset/?page=2").status_code == 200

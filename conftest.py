@@ -1,0 +1,75 @@
+"""Shared test fixtures: the three standard users, builders, isolated media storage."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from django.utils import timezone
+
+from albums.models import Album
+from pictures.models import Picture, Source
+from users.models import User
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    """Every test writes media to its own folder and sends email to Django's outbox."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return User.objects.create_user("owner@example.com", "owner-password", name="Olive Owner")
+
+
+@pytest.fixture
+def other(db) -> User:
+    """Another signed-up user who owns nothing here."""
+    return User.objects.create_user("other@example.com", "other-password", name="Otto Other")
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return User.objects.create_user("staff@example.com", "staff-password", is_staff=True, is_superuser=True)
+
+
+def make_album(*, owner: User, hashtag: str = "sunset", **kwargs) -> Album:
+    return Album.objects.create(owner=owner, hashtag=hashtag, **kwargs)
+
+
+def make_picture(*, album: Album, **kwargs) -> Picture:
+    n = next(_counter)
+    defaults = {
+        "source": Source.SAMPLE,
+        "post_id": str(1_800_000_000_000_000_000 + n),
+        "media_key": f"3_{n}",
+        "permalink": f"https://x.com/someone/status/{1_800_000_000_000_000_000 + n}",
+        "author_handle": "someone",
+        "author_name": "Some One",
+        "like_count": n,
+        "posted_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
+        "added_at": timezone.now(),
+        "width": 800,
+        "height": 600,
+        "content_hash": f"{n:064x}",
+        "histogram": b"",
+        "structure_hash": "",
+        "original_key": f"o/{n:064x}.jpg",
+    }
+    defaults.update(kwargs)
+    return Picture.objects.create(album=album, **defaults)
+
+
+@pytest.fixture
+def album(owner) -> Album:
+    return make_album(owner=owner, hashtag="sunset", title="Sunsets")

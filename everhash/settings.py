@@ -1,0 +1,236 @@
+"""everhash settings.
+
+Every value that differs between a developer's laptop and production comes from
+the environment (see .env.example for the full list). The defaults serve a
+developer on a fresh machine: SQLite, media in ./var/media, email printed to the
+console, DEBUG on. With DEBUG off the process refuses to start unless SECRET_KEY
+and ALLOWED_HOSTS are set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from everhash.lib.env import env_bool, env_int, env_int_list, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("EVERHASH_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", True)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+
+if not DEBUG:
+    missing = [name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)) if not value]
+    if missing:
+        raise ImproperlyConfigured(
+            f"DEBUG is off but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set. "
+            "Set them in the environment (see .env.example), or set DEBUG=true for local development."
+        )
+else:
+    # A development-only key: never used with DEBUG off (see above).
+    SECRET_KEY = SECRET_KEY or "django-insecure-everhash-development-only"  # noqa: S105
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "everhash",
+    "users",
+    "albums",
+    "pictures",
+    "tweets",
+    "collages",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "everhash.urls"
+WSGI_APPLICATION = "everhash.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "everhash.context_processors.site",
+            ],
+        },
+    },
+]
+
+# Database: SQLite by default; MySQL/MariaDB (mysqlclient) when DB_NAME is set.
+DB_NAME = env_str("DB_NAME")
+if DB_NAME:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": DB_NAME,
+            "USER": env_str("DB_USER"),
+            "PASSWORD": env_secret("DB_PASSWORD"),
+            # A path starting with "/" is a Unix socket.
+            "HOST": env_str("DB_HOST", "127.0.0.1"),
+            "PORT": env_str("DB_PORT"),
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {
+                # utf8mb4: emoji in titles, names and post text survive.
+                "charset": "utf8mb4",
+                "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+                "isolation_level": "read committed",
+            },
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    }
+else:
+    SQLITE_PATH = Path(env_str("EVERHASH_SQLITE_PATH", str(VAR_DIR / "db.sqlite3")))
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                # Concurrent writers (the web server and fetch_tweets) wait up to
+                # 20 s for the lock instead of failing with "database is locked".
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "users.User"
+LOGIN_URL = "/admin/login/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+# Media: a local folder by default; S3 (django-storages) when a bucket is set.
+MEDIA_URL = env_str("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+AWS_STORAGE_BUCKET_NAME = env_str("EVERHASH_S3_BUCKET")
+if AWS_STORAGE_BUCKET_NAME:
+    AWS_S3_REGION_NAME = env_str("EVERHASH_S3_REGION") or None
+    AWS_S3_ENDPOINT_URL = env_str("EVERHASH_S3_ENDPOINT_URL") or None
+    AWS_ACCESS_KEY_ID = env_secret("EVERHASH_S3_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = env_secret("EVERHASH_S3_SECRET_ACCESS_KEY") or None
+    AWS_S3_CUSTOM_DOMAIN = env_str("EVERHASH_S3_CDN_DOMAIN") or None
+    AWS_QUERYSTRING_AUTH = not AWS_S3_CUSTOM_DOMAIN
+    AWS_QUERYSTRING_EXPIRE = env_int("EVERHASH_S3_URL_LIFETIME", 3600)
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    AWS_DEFAULT_ACL = None  # new buckets reject ACLs; the bucket stays private
+    AWS_S3_FILE_OVERWRITE = True  # keys are content-addressed: same key, same bytes
+    AWS_S3_OBJECT_PARAMETERS = {"CacheControl": "public, max-age=31536000, immutable"}
+    MEDIA_STORAGE_BACKEND = "storages.backends.s3.S3Storage"
+else:
+    MEDIA_STORAGE_BACKEND = "django.core.files.storage.FileSystemStorage"
+
+STORAGES = {
+    "default": {"BACKEND": MEDIA_STORAGE_BACKEND},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Email: printed to the console by default; SMTP when EMAIL_HOST is set.
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+else:
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "everhash <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Production hardening (active when DEBUG is off).
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a one-way commitment for the whole domain: the operator opts in.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
+    "loggers": {"everhash": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+
+# --- everhash ---------------------------------------------------------------
+
+# The public address of the site, for absolute links in emails and share tags.
+EVERHASH_SITE_URL = env_str("EVERHASH_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Picture counts that trigger a milestone email.
+EVERHASH_MILESTONES = sorted(set(env_int_list("EVERHASH_MILESTONES", [100, 200, 300, 400, 500])))
+# Minutes between two fetches of the same album.
+EVERHASH_FETCH_INTERVAL_MINUTES = env_int("EVERHASH_FETCH_INTERVAL_MINUTES", 20)
+
+# The X API v2 (searched through twython). Without a token the bundled sample source is used.
+EVERHASH_X_API_URL = env_str("EVERHASH_X_API_URL", "https://api.x.com").rstrip("/")
+EVERHASH_X_BEARER_TOKEN = env_secret("EVERHASH_X_BEARER_TOKEN")
+
+# Untrusted media downloads (everhash/lib/safehttp.py).
+EVERHASH_MEDIA_HOSTS = env_list("EVERHASH_MEDIA_HOSTS", ["pbs.twimg.com"])
+# Addresses or networks exempt from the private-address guard (tests and benchmarks only).
+EVERHASH_ALLOW_PRIVATE_ADDRESSES = env_list("EVERHASH_ALLOW_PRIVATE_ADDRESSES")
+# Extra CA certificates to trust for the X API and media downloads (a PEM file).
+EVERHASH_CA_BUNDLE = env_str("EVERHASH_CA_BUNDLE")
+EVERHASH_MAX_IMAGE_BYTES = env_int("EVERHASH_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+EVERHASH_MAX_IMAGE_PIXELS = env_int("EVERHASH_MAX_IMAGE_PIXELS", 40_000_000)

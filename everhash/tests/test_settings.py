@@ -1,0 +1,66 @@
+"""The production-settings refusal and the deploy checks, run in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_production_refuses_to_start_without_secret_key_and_allowed_hosts(tmp_path):
+    result = run_manage("check", DEBUG="false", EVERHASH_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DEBUG is off but SECRET_KEY and ALLOWED_HOSTS are not set" in result.stderr
+
+
+def test_production_names_the_one_missing_variable(tmp_path):
+    result = run_manage("check", DEBUG="false", SECRET_KEY="x" * 60, EVERHASH_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is not set" in result.stderr
+
+
+def test_a_malformed_boolean_stops_the_process_with_its_name(tmp_path):
+    result = run_manage("check", DEBUG="maybe", EVERHASH_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DEBUG must be true or false, not 'maybe'" in result.stderr
+
+
+def test_check_deploy_is_clean_for_a_configured_production(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        SECRET_KEY="k" * 64 + "-production-secret-for-the-test",
+        ALLOWED_HOSTS="everhash.example.com",
+        EVERHASH_SITE_URL="https://everhash.example.com",
+        EVERHASH_VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_about_the_private_address_exception(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        DEBUG="false",
+        SECRET_KEY="k" * 64 + "-production-secret-for-the-test",
+        ALLOWED_HOSTS="everhash.example.com",
+        EVERHASH_SITE_URL="https://everhash.example.com",
+        EVERHASH_ALLOW_PRIVATE_ADDRESSES="127.0.0.1",
+        EVERHASH_VAR_DIR=str(tmp_path),
+    )
+    assert "everhash.W001" in result.stderr + result.stdout

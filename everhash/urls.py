@@ -1,0 +1,13 @@
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("albums.urls")),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
+    # Development only: media from the local folder. Production serves it from S3 or nginx.
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

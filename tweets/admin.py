@@ -1,0 +1,54 @@
+from django.contrib import admin
+
+from tweets.models import FetchRun
+
+
+class FailedFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "Failed"), ("ok", "Succeeded"), ("running", "Running")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failed":
+            return queryset.exclude(error="")
+        if self.value() == "ok":
+            return queryset.filter(error="", finished__isnull=False)
+        if self.value() == "running":
+            return queryset.filter(finished__isnull=True)
+        return queryset
+
+
+@admin.register(FetchRun)
+class FetchRunAdmin(admin.ModelAdmin):
+    """Fetch history: readable, never editable."""
+
+    list_display = [
+        "album",
+        "started",
+        "finished",
+        "requests_made",
+        "posts_seen",
+        "pictures_added",
+        "duplicates",
+        "rejected",
+        "short_error",
+    ]
+    list_filter = [FailedFilter, "backfill", "started"]
+    search_fields = ["album__hashtag", "error"]
+    list_select_related = ["album"]
+    date_hierarchy = "started"
+
+    @admin.display(description="error")
+    def short_error(self, run: FetchRun) -> str:
+        return run.error[:100]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
