@@ -73,3 +73,36 @@ def make_picture(*, album: Album, **kwargs) -> Picture:
 @pytest.fixture
 def album(owner) -> Album:
     return make_album(owner=owner, hashtag="sunset", title="Sunsets")
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory):
+    """One throwaway certificate authority for every loopback HTTPS server of a test run.
+
+    `tls_ca.ca_path` is the PEM to trust (EVERHASH_CA_BUNDLE, twython's `verify`);
+    `tls_ca.server_context()` is an ssl.SSLContext for a server on 127.0.0.1/localhost.
+    """
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", "127.0.0.2")
+    folder = tmp_path_factory.mktemp("tls")
+    ca_path = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+
+    class TLS:
+        pass
+
+    tls = TLS()
+    tls.ca = ca
+    tls.ca_path = str(ca_path)
+
+    def server_context() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        return context
+
+    tls.server_context = server_context
+    return tls

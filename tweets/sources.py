@@ -1,0 +1,108 @@
+"""Where posts come from: the interface every source implements.
+
+A source answers one question: "give me a page of posts with photos for this
+hashtag, newer than this cursor or older than that one". The ingestion service
+(tweets/services.py) knows nothing else about X, the sample data or any future
+source (a Mastodon source would be one new module implementing `Source`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class Photo:
+    media_key: str
+    url: str
+    width: int
+    height: int
+    alt_text: str = ""
+
+
+@dataclass(frozen=True)
+class Post:
+    id: str
+    permalink: str
+    author_handle: str
+    author_name: str
+    text: str
+    like_count: int
+    posted_at: datetime
+    sensitive: bool
+    photos: tuple[Photo, ...]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results, newest first.
+
+    `newest_id` is the newest post id on the page (the next `since_id` when
+    polling); `next_token` continues to older posts (None when there are no more).
+    """
+
+    posts: list[Post]
+    newest_id: str | None = None
+    next_token: str | None = None
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    requests: int = 1
+
+
+class SourceError(Exception):
+    """A source could not answer. The message is shown to owners: plain words."""
+
+
+class RateLimited(SourceError):
+    def __init__(self, message: str, *, reset_at: datetime) -> None:
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class AuthFailed(SourceError):
+    """The credentials were refused: no album can be fetched, the run stops."""
+
+
+class StaleCursor(SourceError):
+    """The `since_id` is too old for the source's search window: reset the cursor."""
+
+
+class MediaError(SourceError):
+    """One photo could not be downloaded: skip it, keep the rest."""
+
+
+class Source(Protocol):
+    name: str  # a pictures.models.Source value
+
+    def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:
+        """A page of posts with photos for `hashtag`.
+
+        With `since_id`: posts newer than it (polling). With `next_token`: the
+        next older page. With neither: the newest page.
+        """
+        ...
+
+    def download(self, photo: Photo) -> bytes:
+        """The photo's original bytes. Raises MediaError."""
+        ...
+
+
+def get_source() -> Source:
+    """X when a bearer token is configured, the bundled sample otherwise."""
+    if settings.EVERHASH_X_BEARER_TOKEN:
+        from tweets.x_api import XSource
+
+        return XSource.from_settings()
+    from tweets.sample import SampleSource
+
+    return SampleSource()
