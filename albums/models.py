@@ -111,6 +111,9 @@ class Milestone(models.Model):
     count = models.PositiveIntegerField(help_text="Visible pictures when the milestone was reached.")
     reached_at = models.DateTimeField(default=timezone.now)
     notified_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while one process announces it, so no other sends it too."
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
 

@@ -54,6 +54,7 @@ class Migration(migrations.Migration):
                 ('count', models.PositiveIntegerField(help_text='Visible pictures when the milestone was reached.')),
                 ('reached_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('notified_at', models.DateTimeField(blank=True, null=True)),
+                ('claimed_at', models.DateTimeField(blank=True, help_text='Set while one process announces it, so no other sends it too.', null=True)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('last_error', models.TextField(blank=True)),
                 ('album', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='milestones', to='albums.album')),
