@@ -25,6 +25,8 @@ $(VENV)/.installed-test: requirements/base.txt requirements/production.txt requi
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py add_sample_albums
+	$(BIN)/python manage.py fetch_tweets
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## make test: lint, migrations check, the whole suite on SQLite and on MariaDB.

@@ -1,17 +1,41 @@
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+import csv
+import io
+import tempfile
+import zipfile
+from collections.abc import Iterator
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import Count, Max, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_cache_control
+from django.utils.http import content_disposition_header, quote_etag
+from django.views.decorators.http import require_GET
 
+from albums import pages
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
+from everhash.emails import absolute_url
 from pictures.models import Picture
 
 PAGE_SIZE = 60
+POPULAR_SIZE = 7
+FEED_SIZE = 50
+
+
+class AlbumMissing(Http404):
+    """An unknown (or hidden) hashtag: the 404 page offers to create the album."""
+
+    def __init__(self, hashtag: str) -> None:
+        super().__init__(f"There is no album for #{hashtag} yet.")
+        self.hashtag = hashtag
 
 
 def _album_or_404(request: HttpRequest, hashtag: str) -> Album:
@@ -19,35 +43,327 @@ def _album_or_404(request: HttpRequest, hashtag: str) -> Album:
     try:
         album = Album.objects.select_related("owner").get(hashtag=hashtag)
     except Album.DoesNotExist:
-        raise Http404("No album for this hashtag yet.") from None
-    if album.visibility == Album.Visibility.PUBLIC:
+        raise AlbumMissing(hashtag) from None
+    if album.visibility == Album.Visibility.PUBLIC or _can_manage(request, album):
         return album
     if request.GET.get("key") == album.secret:
         return album
-    if request.user.is_authenticated and (request.user == album.owner or request.user.is_staff):
-        return album
-    raise Http404("No album for this hashtag yet.")
+    raise AlbumMissing(hashtag)
 
 
+def _can_manage(request: HttpRequest, album: Album) -> bool:
+    user = request.user
+    return user.is_authenticated and (user.pk == album.owner_id or user.is_staff)
+
+
+def _canonical(request: HttpRequest, hashtag: str, view: str, *args: str) -> tuple[str, HttpResponse | None]:
+    """Normalise the hashtag in the URL; a non-canonical spelling redirects to the canonical URL."""
+    try:
+        canonical = normalize_hashtag(hashtag)
+    except ValidationError as exc:
+        raise Http404(f"#{hashtag} is not a hashtag: {exc.messages[0]}") from None
+    if canonical != hashtag:
+        query = f"?{request.GET.urlencode()}" if request.GET else ""
+        return canonical, redirect(reverse(view, args=[canonical, *args]) + query, permanent=True)
+    return canonical, None
+
+
+def _key_query(request: HttpRequest, album: Album) -> str:
+    """`key=...` to keep on links inside an unlisted album."""
+    if album.visibility == Album.Visibility.UNLISTED and request.GET.get("key") == album.secret:
+        return f"key={album.secret}"
+    return ""
+
+
+def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
+    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+        response["ETag"] = etag
+        return response
+    return None
+
+
+def _cached(response: HttpResponse, etag: str) -> HttpResponse:
+    response["ETag"] = etag
+    patch_cache_control(response, no_cache=True)  # revalidate every time: cheap with the ETag
+    return response
+
+
+def _og(request: HttpRequest, album: Album, *, title: str, description: str, path: str, cover: dict | None) -> dict:
+    """OpenGraph/Twitter-card data with absolute URLs; the image is the collage or the top picture."""
+    key_query = _key_query(request, album)
+    return {
+        "title": title,
+        "description": description,
+        "url": absolute_url(path + (f"?{key_query}" if key_query else "")),
+        "image": absolute_url(cover["url"]) if cover else "",
+        "width": cover["width"] if cover else "",
+        "height": cover["height"] if cover else "",
+    }
+
+
+@require_GET
 def index(request: HttpRequest) -> HttpResponse:
+    week_ago = timezone.now() - timezone.timedelta(days=7)
+    visible = Q(pictures__status=Picture.Status.VISIBLE)
     albums = (
         Album.objects.public()
-        .annotate(picture_count=Count("pictures", filter=Q(pictures__status=Picture.Status.VISIBLE)))
-        .order_by("-last_success_at", "hashtag")
+        .select_related("collage")
+        .annotate(
+            picture_count=Count("pictures", filter=visible),
+            recent_count=Count("pictures", filter=visible & Q(pictures__added_at__gte=week_ago)),
+            last_added=Max("pictures__added_at", filter=visible),
+        )
+        .order_by("-recent_count", "-picture_count", "hashtag")
     )
     return render(request, "albums/index.html", {"albums": albums})
 
 
-def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
+@require_GET
+def go(request: HttpRequest) -> HttpResponse:
+    """The index's "jump to a hashtag" box."""
+    raw = request.GET.get("hashtag", "")
     try:
-        canonical = normalize_hashtag(hashtag)
-    except ValidationError:
-        raise Http404("This is not a hashtag.") from None
-    if canonical != hashtag:
-        query = f"?{request.GET.urlencode()}" if request.GET else ""
-        return redirect(reverse("albums:album-detail", args=[canonical]) + query, permanent=True)
+        hashtag = normalize_hashtag(raw)
+    except ValidationError as exc:
+        return render(request, "albums/index.html", {"albums": [], "go_error": exc.messages[0], "go_value": raw})
+    return redirect("albums:album-detail", hashtag)
 
-    album = _album_or_404(request, canonical)
-    pictures = album.pictures.visible().newest_first()
+
+@require_GET
+def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:album-detail")
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    order = request.GET.get("order", "newest")
+    if order not in pages.ORDERS:
+        order = "newest"
+    page_number = request.GET.get("page", "1")
+    fragment = request.GET.get("fragment") == "1"
+    etag = quote_etag(
+        pages.album_etag(album=album, extra=f"{order}:{page_number}:{fragment}:{_can_manage(request, album)}")
+    )
+    if not_modified := _not_modified(request, etag):
+        return not_modified
+
+    page = Paginator(pages.visible_pictures(album, order), PAGE_SIZE).get_page(page_number)
+    context = {
+        "album": album,
+        "page": page,
+        "order": order,
+        "orders": pages.ORDERS,
+        "key_query": _key_query(request, album),
+        "is_manager": _can_manage(request, album),
+    }
+    if fragment:
+        return _cached(render(request, "albums/_grid_items.html", context), etag)
+    count = page.paginator.count
+    cover = pages.cover(album=album)
+    context.update(
+        count=count,
+        progress=pages.milestone_progress(count),
+        chart=pages.daily_chart(album=album),
+        cover=cover,
+        og=_og(
+            request,
+            album,
+            title=album.display_title,
+            description=f"{count} photos posted with #{album.hashtag}, collected by everhash.",
+            path=album.get_absolute_url(),
+            cover=cover,
+        ),
+    )
+    return _cached(render(request, "albums/album_detail.html", context), etag)
+
+
+@require_GET
+def popular(request: HttpRequest, hashtag: str) -> HttpResponse:
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:popular")
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    etag = quote_etag(pages.album_etag(album=album, extra="popular"))
+    if not_modified := _not_modified(request, etag):
+        return not_modified
+    pictures = list(album.pictures.visible().most_liked()[:POPULAR_SIZE])
+    context = {
+        "album": album,
+        "pictures": pictures,
+        "key_query": _key_query(request, album),
+        "og": _og(
+            request,
+            album,
+            title=f"The most popular of {album.display_title}",
+            description=f"The {POPULAR_SIZE} most liked photos posted with #{album.hashtag}.",
+            path=reverse("albums:popular", args=[album.hashtag]),
+            cover=pages.cover(album=album),
+        ),
+    }
+    return _cached(render(request, "albums/popular.html", context), etag)
+
+
+@require_GET
+def by_author(request: HttpRequest, hashtag: str, handle: str) -> HttpResponse:
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:by-author", handle)
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    pictures = album.pictures.visible().filter(author_handle__iexact=handle).newest_first()
     page = Paginator(pictures, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "albums/album_detail.html", {"album": album, "page": page})
+    if not page.paginator.count:
+        raise Http404(f"@{handle} has no pictures in #{album.hashtag}.")
+    context = {
+        "album": album,
+        "page": page,
+        "handle": page.object_list[0].author_handle,
+        "author_name": page.object_list[0].author_name,
+        "key_query": _key_query(request, album),
+    }
+    return render(request, "albums/by_author.html", context)
+
+
+@require_GET
+def slideshow(request: HttpRequest, hashtag: str) -> HttpResponse:
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:slideshow")
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    try:
+        interval = min(max(int(request.GET.get("interval", "8")), 1), 120)
+        poll = min(max(int(request.GET.get("poll", "30")), 1), 600)
+    except ValueError:
+        interval, poll = 8, 30
+    feed_url = reverse("albums:feed", args=[album.hashtag])
+    key_query = _key_query(request, album)
+    context = {
+        "album": album,
+        "feed_url": feed_url + (f"?{key_query}" if key_query else ""),
+        "interval": interval,
+        "poll": poll,
+    }
+    return render(request, "albums/slideshow.html", context)
+
+
+def picture_json(picture: Picture) -> dict:
+    large = picture.rendition("large") or picture.rendition("medium") or {}
+    return {
+        "id": picture.pk,
+        "author_handle": picture.author_handle,
+        "author_name": picture.author_name,
+        "permalink": picture.permalink,
+        "likes": picture.like_count,
+        "posted_at": picture.posted_at.isoformat(),
+        "added_at": picture.added_at.isoformat(),
+        "alt": picture.alt,
+        "url": absolute_url(picture.storage_url(large["key"])) if large else "",
+        "width": large.get("width", picture.width),
+        "height": large.get("height", picture.height),
+    }
+
+
+@require_GET
+def feed(request: HttpRequest, hashtag: str) -> HttpResponse:
+    """The slideshow's small JSON feed: the newest pictures, or those after `?after=<id>`."""
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:feed")
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.get('after', '')}"))
+    if not_modified := _not_modified(request, etag):
+        return not_modified
+    pictures = album.pictures.visible().newest_first()
+    after = request.GET.get("after", "")
+    if after.isdigit():
+        pictures = pictures.filter(id__gt=int(after))
+    data = {"album": album.hashtag, "pictures": [picture_json(p) for p in pictures[:FEED_SIZE]]}
+    return _cached(JsonResponse(data), etag)
+
+
+class _ZipStream(io.RawIOBase):
+    """A write-only file whose written bytes are collected and handed out in chunks."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def drain(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks = []
+        return data
+
+
+def _zip_chunks(album: Album) -> Iterator[bytes]:
+    """The album as a zip, produced file by file: memory stays constant whatever the album's size."""
+    stream = _ZipStream()
+    # The manifest grows with the album: it is spooled to disk, not kept in memory.
+    manifest = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115  (closed below)
+    writer = csv.writer(manifest)
+    writer.writerow(["file", "author", "author_name", "post", "likes", "posted_at", "added_at", "alt_text"])
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+        for picture in album.pictures.visible().order_by("added_at", "id").iterator(chunk_size=500):
+            extension = picture.original_key.rsplit(".", 1)[-1]
+            name = f"{album.hashtag}/{picture.added_at:%Y%m%d-%H%M%S}-{picture.pk}.{extension}"
+            try:
+                source = default_storage.open(picture.original_key, "rb")
+            except OSError:
+                continue  # a missing file is left out, not fatal
+            with source, archive.open(zipfile.ZipInfo(name, picture.added_at.timetuple()[:6]), "w") as target:
+                while block := source.read(256 * 1024):
+                    target.write(block)
+                    yield stream.drain()
+            writer.writerow(
+                [
+                    name,
+                    f"@{picture.author_handle}",
+                    picture.author_name,
+                    picture.permalink,
+                    picture.like_count,
+                    picture.posted_at.isoformat(),
+                    picture.added_at.isoformat(),
+                    picture.alt_text,
+                ]
+            )
+            yield stream.drain()
+        manifest.seek(0)
+        with manifest, archive.open(f"{album.hashtag}/manifest.csv", "w") as target:
+            while block := manifest.read(256 * 1024):
+                target.write(block.encode("utf-8"))
+                yield stream.drain()
+    yield stream.drain()
+
+
+@require_GET
+def download(request: HttpRequest, hashtag: str) -> HttpResponse:
+    """The album's originals and a CSV manifest, as a streamed zip. Owner and staff only."""
+    hashtag, redirect_response = _canonical(request, hashtag, "albums:download")
+    if redirect_response:
+        return redirect_response
+    album = _album_or_404(request, hashtag)
+    if not _can_manage(request, album):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        raise PermissionDenied("Only the album's owner can download it.")
+    response = StreamingHttpResponse(_zip_chunks(album), content_type="application/zip")
+    response["Content-Disposition"] = content_disposition_header(True, f"everhash-{album.hashtag}.zip")
+    return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 404 page; for an unknown album it offers to create it."""
+    context = {"message": exception.args[0] if exception.args else ""}
+    if isinstance(exception, AlbumMissing):
+        context["hashtag"] = exception.hashtag
+        context["create_url"] = reverse("admin:albums_album_add") + f"?hashtag={exception.hashtag}"
+    return render(request, "404.html", context, status=404)

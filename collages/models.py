@@ -18,3 +18,15 @@ class Collage(models.Model):
 
     def __str__(self) -> str:
         return f"Collage of #{self.album.hashtag}"
+
+    @property
+    def image_url(self) -> str:
+        from django.core.files.storage import default_storage
+
+        return default_storage.url(self.image_key)
+
+    @property
+    def square_url(self) -> str:
+        from django.core.files.storage import default_storage
+
+        return default_storage.url(self.square_key or self.image_key)

@@ -6,8 +6,11 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("albums.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("everhash.api")),
 ]
 
 if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
     # Development only: media from the local folder. Production serves it from S3 or nginx.
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+handler404 = "albums.views.page_not_found"

@@ -88,10 +88,24 @@ class Picture(models.Model):
 
         return default_storage.url(key)
 
+    def image(self, name: str) -> dict:
+        """A rendition's url, width and height (the original when the rendition is missing)."""
+        rendition = self.rendition(name)
+        if rendition is None:
+            return {"url": self.storage_url(self.original_key), "width": self.width, "height": self.height}
+        return {"url": self.storage_url(rendition["key"]), "width": rendition["width"], "height": rendition["height"]}
+
     @property
     def thumb_url(self) -> str:
-        rendition = self.rendition("thumb")
-        return self.storage_url(rendition["key"] if rendition else self.original_key)
+        return self.image("thumb")["url"]
+
+    @property
+    def square_url(self) -> str:
+        return self.image("square")["url"]
+
+    @property
+    def large(self) -> dict:
+        return self.image("large")
 
     @property
     def alt(self) -> str:
