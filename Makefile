@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the full test suite needs (installed when missing, as root).
-TEST_PACKAGES := pkg-config libmariadb-dev mariadb-server mariadb-client
+TEST_PACKAGES := pkg-config libmariadb-dev mariadb-server mariadb-client chromium fonts-dejavu-core fonts-noto-color-emoji
 # Only what the app itself needs: nothing for `make run`.
 
 .PHONY: run test lint check-migrations test-sqlite test-mariadb bench clean
@@ -27,6 +27,9 @@ run: $(VENV)/.installed-base
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py add_sample_albums
 	$(BIN)/python manage.py fetch_tweets
+	@echo "Serving http://127.0.0.1:8000/ ; fetch_tweets --loop keeps fetching due albums in the background."
+	$(BIN)/python manage.py fetch_tweets --loop --verbosity 0 & loop=$$!; \
+	trap 'kill $$loop 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## make test: lint, migrations check, the whole suite on SQLite and on MariaDB.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -19,6 +20,7 @@ _counter = itertools.count(1)
 def _isolated_media(settings, tmp_path):
     """Every test writes media to its own folder and sends email to Django's outbox."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VAR_DIR = tmp_path  # the fetch_tweets lock file, among others
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -158,3 +160,58 @@ def smtp_down(settings):
     settings.EMAIL_PORT = free_port()
     settings.EMAIL_USE_TLS = False
     settings.EMAIL_TIMEOUT = 2
+
+
+SAMPLE_PHOTOS = Path(__file__).resolve().parent / "tweets" / "sample_data" / "photos"
+COLOUR_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg"]
+
+
+def photo_bytes(name: str, *, fmt: str = "JPEG", scale: float = 1.0, quality: int = 90, mirror: bool = False) -> bytes:
+    """Real image bytes made from one of the bundled sample photos."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(SAMPLE_PHOTOS / name) as source:
+        image = source.convert("RGB")
+    if scale != 1.0:
+        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+    if mirror:
+        image = ImageOps.mirror(image)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fake_x(tls_ca):
+    """The loopback HTTPS fake X API (tweets/tests/fake_x_api.py)."""
+    from tweets.tests.fake_x_api import FakeXAPI
+
+    with FakeXAPI(tls_ca.server_context()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def media_server(tls_ca):
+    """A loopback HTTPS media server that can misbehave (everhash/tests/media_server.py)."""
+    from everhash.tests.media_server import MediaServer
+
+    with MediaServer(tls_ca.server_context()) as server:
+        yield server
+
+
+@pytest.fixture
+def x_settings(settings, tls_ca, fake_x, monkeypatch):
+    """Point everhash at the fake X API and loopback media, the way an operator would."""
+    from tweets.tests.fake_x_api import DEFAULT_BEARER
+    from tweets.x_api import XSource
+
+    settings.EVERHASH_X_BEARER_TOKEN = DEFAULT_BEARER
+    settings.EVERHASH_X_API_URL = fake_x.url
+    settings.EVERHASH_CA_BUNDLE = tls_ca.ca_path
+    settings.EVERHASH_MEDIA_HOSTS = ["127.0.0.1", "127.0.0.2"]  # 127.0.0.2 is still refused by the address guard
+    settings.EVERHASH_ALLOW_PRIVATE_ADDRESSES = ["127.0.0.1"]
+    sleeps: list[float] = []
+    monkeypatch.setitem(XSource.__init__.__kwdefaults__, "sleep", sleeps.append)
+    return sleeps

@@ -181,6 +181,8 @@ if EMAIL_HOST:
     EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+    # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per process.
+    EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "everhash <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

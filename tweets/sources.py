@@ -78,7 +78,11 @@ class StaleCursor(SourceError):
 
 
 class MediaError(SourceError):
-    """One photo could not be downloaded: skip it, keep the rest."""
+    """One photo could not be downloaded: skip it, keep the rest. `reason` is a short code."""
+
+    def __init__(self, message: str, *, reason: str = "download") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Source(Protocol):

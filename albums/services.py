@@ -1,0 +1,107 @@
+"""Album workflows: milestones and their announcement."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from albums.models import Album, Milestone
+from albums.signals import milestone_reached
+
+logger = logging.getLogger("everhash.milestones")
+
+# A claim older than this is considered abandoned (the process died while sending).
+CLAIM_TIMEOUT = timedelta(minutes=10)
+
+
+def record_milestones(*, album: Album) -> list[Milestone]:
+    """Record every configured threshold the album's visible count has reached.
+
+    The unique (album, threshold) row decides each milestone once: a jump from
+    95 to 230 records 100 and 200; a concurrent run that tries the same insert
+    gets an IntegrityError and moves on. Returns the rows this call created.
+    """
+    count = album.pictures.visible().count()
+    reached = [t for t in settings.EVERHASH_MILESTONES if t <= count]
+    if not reached:
+        return []
+    known = set(Milestone.objects.filter(album=album, threshold__in=reached).values_list("threshold", flat=True))
+    created = []
+    for threshold in reached:
+        if threshold in known:
+            continue
+        try:
+            with transaction.atomic():
+                created.append(Milestone.objects.create(album=album, threshold=threshold, count=count))
+        except IntegrityError:
+            continue  # another run recorded it first
+    return created
+
+
+def _claim(milestone: Milestone) -> bool:
+    """Claim a milestone for announcing: a conditional update only one process wins."""
+    now = timezone.now()
+    return bool(
+        Milestone.objects.filter(pk=milestone.pk, notified_at__isnull=True)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        .update(claimed_at=now)
+    )
+
+
+def announce_milestone(*, milestone: Milestone) -> bool:
+    """Send `milestone_reached` for a recorded milestone, once. True when it went out.
+
+    A failure (SMTP down...) is recorded and the claim released, so a later run
+    retries; a success is recorded so nothing sends it again.
+    """
+    if not _claim(milestone):
+        return False
+    album = milestone.album
+    try:
+        milestone_reached.send(
+            sender=Album, album=album, threshold=milestone.threshold, count=milestone.count, milestone=milestone
+        )
+    except Exception as exc:
+        logger.warning("Milestone %s of #%s not announced yet: %s", milestone.threshold, album.hashtag, exc)
+        Milestone.objects.filter(pk=milestone.pk).update(
+            claimed_at=None, attempts=milestone.attempts + 1, last_error=str(exc)[:1000]
+        )
+        return False
+    Milestone.objects.filter(pk=milestone.pk).update(
+        notified_at=timezone.now(), attempts=milestone.attempts + 1, last_error=""
+    )
+    return True
+
+
+def announce_pending_milestones(*, album: Album | None = None) -> int:
+    """Announce every recorded milestone that has not gone out yet (new or failed). Returns how many went out."""
+    pending = Milestone.objects.filter(notified_at__isnull=True).select_related("album", "album__owner")
+    if album is not None:
+        pending = pending.filter(album=album)
+    return sum(announce_milestone(milestone=m) for m in pending.order_by("album_id", "threshold"))
+
+
+def update_milestones(*, album: Album) -> int:
+    """Record what the album reached and announce what is pending. Returns emails sent."""
+    record_milestones(album=album)
+    return announce_pending_milestones(album=album)
+
+
+def delete_album(*, album: Album) -> None:
+    """Delete an album with its pictures, its collage and every file no other album uses."""
+    from collages.models import Collage
+    from pictures.services import delete_pictures
+
+    delete_pictures(pictures=album.pictures.all())
+    collage = Collage.objects.filter(album=album).first()
+    album.delete()
+    if collage is not None:
+        for key in (collage.image_key, collage.square_key):
+            if key:
+                default_storage.delete(key)

@@ -1,0 +1,271 @@
+"""Verify untrusted image bytes and make JPEG renditions from them, like a small image server.
+
+Every byte here comes from strangers on the internet, so the order of operations is the
+defence: only four decoders are reachable, the pixel count is checked from the header before
+any pixel is decoded, the first frame is decoded in full (a truncated file is an error, not a
+grey band), and what leaves this module is pixels only: no EXIF, GPS, XMP or comments.
+
+Size specs follow the image servers everhash replaces: ``WxH`` fits inside the box and never
+upscales, ``WxH!`` covers the box and centre-crops to exactly that size. Sides are bounded so
+a spec can never ask for a huge allocation.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+MAX_SPEC_SIDE = 4096
+JPEG_QUALITY = 85
+
+# LANCZOS keeps downscaled photos sharp; a reducing gap of 3 lets Pillow box-reduce first on
+# big reductions, which its docs describe as indistinguishable from a full LANCZOS pass.
+RESAMPLE = Image.Resampling.LANCZOS
+REDUCING_GAP = 3.0
+
+# A rendition is derived from a smaller rendition instead of the decoded original when that
+# source is still at least this many times bigger than the output: the second pass then
+# dominates, so the result looks the same and costs a fraction (e.g. 1024 from 2048).
+DERIVE_GAP = 1.5
+
+# ImageOps.exif_transpose's table. That function is not used because its result keeps a cached
+# Exif (GPS included) that getexif() still returns after info is cleared.
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_SPEC = re.compile(r"([1-9][0-9]{0,3})x([1-9][0-9]{0,3})(!?)")
+
+
+class ImageRejected(Exception):
+    """Untrusted bytes that will not become a picture; ``reason`` is short enough to store and count."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    """Pixels that decoded in full: first frame, upright, RGB on white, no metadata left on them."""
+
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A rendition size: fit inside ``width`` x ``height``, or with ``crop`` fill it exactly."""
+
+    width: int
+    height: int
+    crop: bool
+
+    def __post_init__(self) -> None:
+        # Checked here too, so a Spec built in code is as bounded as one parsed from a URL.
+        if not (1 <= self.width <= MAX_SPEC_SIDE and 1 <= self.height <= MAX_SPEC_SIDE):
+            raise ValueError(f"Rendition sides must be between 1 and {MAX_SPEC_SIDE} pixels.")
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}{'!' if self.crop else ''}"
+
+
+def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> VerifiedImage:
+    """Decode the first frame of untrusted bytes, or raise ImageRejected saying why not."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # A process-wide switch that would let half a file through as a picture: fail loudly.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False for untrusted images.")
+    if not data:
+        raise ImageRejected("empty", "The file is empty.")
+    # Pillow only warns about decompression bombs; make that an error, for this block only.
+    # (Warning filters are process-wide while the block runs; other threads only get stricter.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        opened = _open(data)
+        try:
+            _check_size(opened.size, max_pixels=max_pixels, max_side=max_side)
+            _load(opened)
+            image = _to_rgb(opened)
+            # Always end with a new image, so nothing of the file (EXIF, GPS, XMP...) travels on.
+            method = _orientation(opened)
+            if method is not None:  # not truthiness: FLIP_LEFT_RIGHT is 0
+                image = image.transpose(method)
+            elif image is opened:
+                image = image.copy()
+        finally:
+            opened.close()
+    image.info.clear()
+    # MPO is how Pillow names a JPEG with extra pictures appended (many phones); it is a JPEG.
+    image_format = "JPEG" if opened.format == "MPO" else str(opened.format)
+    return VerifiedImage(image=image, format=image_format, width=image.width, height=image.height)
+
+
+def _open(data: bytes) -> ImageFile.ImageFile:
+    """Identify the format and read the header only; no pixel is decoded yet."""
+    try:
+        image = Image.open(BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("format", "This is not a JPEG, PNG, GIF or WebP image.") from exc
+    except Exception as exc:
+        raise _rejection(exc) from exc
+    if image.format not in (*ALLOWED_FORMATS, "MPO"):
+        image.close()
+        raise ImageRejected("format", "This is not a JPEG, PNG, GIF or WebP image.")
+    return image
+
+
+def _check_size(size: tuple[int, int], *, max_pixels: int, max_side: int) -> None:
+    width, height = size
+    if width * height > max_pixels or max(width, height) > max_side:
+        raise ImageRejected("too_many_pixels", f"The image is too large to process ({width}x{height} pixels).")
+
+
+def _load(image: ImageFile.ImageFile) -> None:
+    """Decode the current frame only: never seek, so a 500-frame GIF costs one frame."""
+    try:
+        image.load()
+    except Exception as exc:
+        raise _rejection(exc) from exc
+
+
+def _rejection(exc: Exception) -> ImageRejected:
+    """Name what went wrong inside Pillow; any exception from a decoder on untrusted bytes is a rejection."""
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        # Pillow's own check of the size declared in the header.
+        return ImageRejected("too_many_pixels", "The image is too large to process.")
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
+        # "image file is truncated (...)" or "Truncated File Read"
+        return ImageRejected("truncated", "The image file is incomplete.")
+    if isinstance(exc, ValueError) and "too large" in str(exc):
+        # A compressed PNG text or ICC chunk that would inflate past Pillow's limit.
+        return ImageRejected("bomb", "The image holds compressed data that expands too far.")
+    return ImageRejected("decode", "The image data is damaged.")
+
+
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """How to turn the picture upright per EXIF; broken EXIF means upright, the pixels are what count."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        return None
+    return _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with transparency flattened onto white, the way a page would show it."""
+    if image.mode.startswith("I"):
+        # 16-bit greyscale PNG: Pillow's conversion clips at 255, so scale to 8 bits first.
+        image = image.convert("I").point(lambda value: value / 257).convert("L")
+        image.info.pop("transparency", None)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def parse_spec(text: str) -> Spec:
+    """``"400x300"`` or ``"400x300!"``, nothing else, so each size has exactly one spelling (one cache key)."""
+    match = _SPEC.fullmatch(text)
+    if match is None:
+        raise ValueError(f"Not a size spec: {text!r}; expected WxH or WxH! such as 400x300!.")
+    return Spec(width=int(match[1]), height=int(match[2]), crop=bool(match[3]))
+
+
+def _plan(size: tuple[int, int], spec: Spec) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
+    """The output size and the region of an image of ``size`` that fills it."""
+    width, height = size
+    if spec.crop:
+        scale = max(spec.width / width, spec.height / height)
+        box_width, box_height = spec.width / scale, spec.height / scale
+        left, top = (width - box_width) / 2, (height - box_height) / 2
+        return (spec.width, spec.height), (left, top, left + box_width, top + box_height)
+    scale = min(spec.width / width, spec.height / height, 1.0)
+    out = (min(spec.width, max(1, round(width * scale))), min(spec.height, max(1, round(height * scale))))
+    return out, (0.0, 0.0, float(width), float(height))
+
+
+def _render_from(source: Image.Image, original: tuple[int, int], spec: Spec) -> Image.Image:
+    """Render ``spec`` of an image of size ``original`` from ``source``, that whole image at any scale.
+
+    Returns ``source`` itself when nothing needs doing; callers that hand the result out copy it.
+    """
+    out, box = _plan(original, spec)
+    scale_x, scale_y = source.width / original[0], source.height / original[1]
+    box = (box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y)
+    if out == source.size and box == (0.0, 0.0, float(source.width), float(source.height)):
+        return source
+    return source.resize(out, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+
+
+def render(image: Image.Image, spec: Spec) -> Image.Image:
+    """A new image sized per ``spec`` from an RGB image such as ``VerifiedImage.image``."""
+    result = _render_from(image, image.size, spec)
+    return result.copy() if result is image else result
+
+
+def encode_jpeg(image: Image.Image, *, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes carrying pixels only; the same image always gives the same bytes (cacheable, hashable)."""
+    if image.mode not in ("RGB", "L"):
+        raise ValueError(f"encode_jpeg needs an RGB or L image, not {image.mode}; use open_verified() first.")
+    if image.info or getattr(image, "encoderinfo", None):
+        # Pillow's JPEG writer picks up a comment from info and anything preset in encoderinfo.
+        image = image.copy()
+        image.info.clear()
+    out = BytesIO()
+    image.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+RENDITIONS: dict[str, Spec] = {
+    "thumb": parse_spec("200x200!"),
+    "square": parse_spec("400x400!"),
+    "medium": parse_spec("1024x1024"),
+    "large": parse_spec("2048x2048"),
+}
+
+
+def make_renditions(verified: VerifiedImage) -> dict[str, tuple[bytes, int, int]]:
+    """Every rendition in RENDITIONS as ``name -> (jpeg, width, height)``.
+
+    Biggest first, each from the smallest whole-picture image already made that is still
+    DERIVE_GAP times bigger than needed: resizing 12 megapixels once, not four times, is most
+    of the saving over rendering each size from the original.
+    """
+    original = verified.image.size
+    sources: list[Image.Image] = []  # whole-picture renditions made so far, biggest first
+    made: dict[str, tuple[bytes, int, int]] = {}
+    for name, spec in sorted(RENDITIONS.items(), key=lambda item: -_output_pixels(original, item[1])):
+        needed = _needed_scale(original, spec)
+        bigger = (s for s in reversed(sources) if s.width / original[0] >= needed * DERIVE_GAP)
+        source = next(bigger, verified.image)
+        rendition = _render_from(source, original, spec)
+        if not spec.crop and rendition is not source:
+            sources.append(rendition)
+        made[name] = (encode_jpeg(rendition), rendition.width, rendition.height)
+    return {name: made[name] for name in RENDITIONS}
+
+
+def _output_pixels(size: tuple[int, int], spec: Spec) -> int:
+    (width, height), _ = _plan(size, spec)
+    return width * height
+
+
+def _needed_scale(size: tuple[int, int], spec: Spec) -> float:
+    """How many output pixels per original pixel ``spec`` needs, along the more demanding side."""
+    (width, height), (left, top, right, bottom) = _plan(size, spec)
+    return max(width / (right - left), height / (bottom - top))

@@ -1,0 +1,346 @@
+"""Untrusted image bytes and renditions, with real files built by Pillow in each test."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from io import BytesIO
+
+import pytest
+from PIL import ExifTags, Image, ImageChops, ImageFile, ImageStat, PngImagePlugin
+
+from everhash.lib.images import (
+    RENDITIONS,
+    ImageRejected,
+    Spec,
+    encode_jpeg,
+    make_renditions,
+    open_verified,
+    parse_spec,
+    render,
+)
+
+LIMIT = 40_000_000
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    out = BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def bands(width: int, height: int, colours=(RED, GREEN, BLUE)) -> Image.Image:
+    """Vertical bands of flat colour, left to right, so crops and rotations are visible in pixels."""
+    image = Image.new("RGB", (width, height))
+    step = width / len(colours)
+    for i, colour in enumerate(colours):
+        image.paste(colour, (round(i * step), 0, round((i + 1) * step), height))
+    return image
+
+
+def photo(width: int, height: int) -> Image.Image:
+    """Fine detail and smooth gradients, like a photo, so resampling mistakes would show."""
+    detail = Image.effect_mandelbrot((width, height), (-2.0, -1.2, 0.8, 1.2), 60)
+    down = Image.linear_gradient("L").resize((width, height))
+    return Image.merge("RGB", (detail, down, down.transpose(Image.Transpose.FLIP_TOP_BOTTOM)))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares a size but holds a few bytes of pixels, written by hand."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def close_to(pixel: tuple[int, ...], colour: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def reject_reason(data: bytes, **limits) -> str:
+    with pytest.raises(ImageRejected) as caught:
+        open_verified(data, **({"max_pixels": LIMIT} | limits))
+    assert str(caught.value)  # plain English for the fetch log
+    return caught.value.reason
+
+
+def gif_frames(count: int, size: tuple[int, int] = (32, 32)) -> bytes:
+    frames = [Image.new("P", size, i % 200) for i in range(count)]
+    for frame in frames:
+        frame.putpalette([value for i in range(256) for value in (i, 255 - i, 0)])
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=20)
+
+
+# Opening ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGB"), ("PNG", "P"), ("GIF", "P"), ("WEBP", "RGB")],
+)
+def test_it_opens_each_allowed_format_as_rgb(fmt, mode):
+    image = bands(120, 80).convert(mode)
+    verified = open_verified(encode(image, fmt), max_pixels=LIMIT)
+    assert (verified.format, verified.width, verified.height) == (fmt, 120, 80)
+    assert verified.image.mode == "RGB"
+    assert close_to(verified.image.getpixel((60, 40)), image.convert("RGB").getpixel((60, 40)), tolerance=40)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "PPM", "ICO", "PCX", "TGA"])
+def test_it_rejects_image_formats_outside_the_allowlist(fmt):
+    assert reject_reason(encode(bands(64, 64), fmt)) == "format"
+
+
+@pytest.mark.parametrize("data", [b"<!doctype html><html><body>Not found</body></html>", b"hello", b"\x00" * 100])
+def test_it_rejects_bytes_that_are_not_an_image(data):
+    assert reject_reason(data) == "format"
+
+
+def test_it_rejects_empty_bytes():
+    assert reject_reason(b"") == "empty"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_it_rejects_a_file_cut_in_half(fmt):
+    data = encode(photo(400, 300), fmt)
+    assert reject_reason(data[: len(data) // 2]) == "truncated"
+
+
+def test_it_rejects_a_jpeg_cut_inside_its_header():
+    assert reject_reason(encode(photo(400, 300), "JPEG")[:40]) == "truncated"
+
+
+def test_a_144_megapixel_header_is_rejected_before_any_decoding():
+    # Decoding would fail as "truncated": there are no pixels, so the header check came first.
+    assert reject_reason(png_header(12000, 12000)) == "too_many_pixels"
+
+
+@pytest.mark.parametrize(("size", "limits"), [((8000, 8000), {}), ((12001, 10), {}), ((900, 10), {"max_side": 800})])
+def test_it_applies_its_own_pixel_and_side_limits_from_the_header(size, limits):
+    assert reject_reason(png_header(*size), **limits) == "too_many_pixels"
+
+
+def test_a_large_png_inside_the_limits_is_accepted():
+    verified = open_verified(encode(Image.new("L", (8000, 3000), 200), "PNG"), max_pixels=LIMIT)
+    assert (verified.width, verified.height) == (8000, 3000)
+
+
+def test_its_limits_hold_with_pillows_own_limit_switched_off(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert reject_reason(png_header(12000, 12000)) == "too_many_pixels"
+
+
+def test_pillows_decompression_bomb_warning_is_an_error_even_under_a_generous_limit():
+    # 144 MP is inside these limits, so only Pillow's warning (made an error) can stop it.
+    before = list(warnings.filters)
+    assert reject_reason(png_header(12000, 12000), max_pixels=200_000_000) == "too_many_pixels"
+    assert warnings.filters == before
+
+
+def test_it_rejects_a_png_text_chunk_that_inflates_past_pillows_limit():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * 2_000_000, zip=True)  # a few kilobytes that inflate to 2 MB
+    assert reject_reason(encode(bands(16, 16), "PNG", pnginfo=info)) == "bomb"
+
+
+def test_it_refuses_to_run_if_truncated_images_were_switched_on(monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(RuntimeError):
+        open_verified(encode(bands(16, 16), "PNG"), max_pixels=LIMIT)
+
+
+def test_a_500_frame_gif_yields_its_first_frame():
+    data = gif_frames(500)
+    assert Image.open(BytesIO(data)).n_frames == 500
+    verified = open_verified(data, max_pixels=LIMIT)
+    assert (verified.format, verified.width, verified.height) == ("GIF", 32, 32)
+    assert verified.image.getpixel((5, 5)) == (0, 255, 0)  # palette entry 0 of frame 0
+
+
+def test_frames_after_the_first_are_never_read():
+    data = gif_frames(500)[:-3000]
+    with pytest.raises((OSError, EOFError, struct.error)):  # walking the frames would hit the cut
+        Image.open(BytesIO(data)).seek(499)
+    verified = open_verified(data, max_pixels=LIMIT)
+    assert verified.image.getpixel((5, 5)) == (0, 255, 0)
+
+
+def test_an_animated_webp_yields_its_first_frame():
+    frames = [Image.new("RGB", (40, 30), colour) for colour in (RED, GREEN, BLUE)]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    verified = open_verified(data, max_pixels=LIMIT)
+    assert verified.image.getpixel((20, 15)) == RED
+
+
+def test_a_multi_picture_jpeg_from_a_phone_counts_as_jpeg():
+    data = encode(bands(60, 40, (RED,)), "MPO", save_all=True, append_images=[bands(60, 40, (BLUE,))])
+    verified = open_verified(data, max_pixels=LIMIT)
+    assert verified.format == "JPEG"
+    assert close_to(verified.image.getpixel((30, 20)), RED)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparent_pixels_in_a_png_become_white(mode):
+    image = bands(60, 20).convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 20, 20))
+    verified = open_verified(encode(image.convert(mode), "PNG"), max_pixels=LIMIT)
+    assert verified.image.getpixel((5, 5)) == WHITE
+    assert verified.image.getpixel((50, 10)) != WHITE
+
+
+def test_the_transparent_colour_of_a_gif_becomes_white():
+    image = bands(60, 20).quantize(4)
+    transparent = image.getpixel((5, 5))
+    verified = open_verified(encode(image, "GIF", transparency=transparent), max_pixels=LIMIT)
+    assert verified.image.getpixel((5, 5)) == WHITE
+    assert close_to(verified.image.getpixel((30, 10)), GREEN)
+
+
+def test_a_16_bit_greyscale_png_keeps_its_mid_tones():
+    data = encode(Image.new("I;16", (20, 20), 32768), "PNG")
+    assert close_to(open_verified(data, max_pixels=LIMIT).image.getpixel((10, 10)), (128, 128, 128), tolerance=2)
+
+
+def jpeg_with_metadata(image: Image.Image, orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "PhoneCam"
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 24.0)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    return encode(image, "JPEG", exif=exif, comment=b"taken at home", xmp=xmp)
+
+
+def test_exif_orientation_is_applied():
+    # Orientation 6: the camera was turned clockwise, so the left of the stored pixels is the top.
+    verified = open_verified(jpeg_with_metadata(bands(300, 200, (RED, BLUE))), max_pixels=LIMIT)
+    assert (verified.width, verified.height) == (200, 300)
+    assert close_to(verified.image.getpixel((100, 20)), RED)
+    assert close_to(verified.image.getpixel((100, 280)), BLUE)
+
+
+def test_the_verified_image_carries_no_metadata():
+    image = open_verified(jpeg_with_metadata(bands(300, 200)), max_pixels=LIMIT).image
+    assert image.info == {}
+    assert dict(image.getexif()) == {}
+
+
+# Specs and rendering ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("400x300", Spec(400, 300, crop=False)),
+        ("400x300!", Spec(400, 300, crop=True)),
+        ("1x1", Spec(1, 1, crop=False)),
+        ("4096x4096!", Spec(4096, 4096, crop=True)),
+    ],
+)
+def test_it_parses_size_specs(text, spec):
+    assert parse_spec(text) == spec
+    assert str(spec) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0x10", "10x", "abc", "5000x10", "10x4097", "10x10!!", " 10x10", "10x10 ", "10x10\n", "10X10", "010x10", "-1x10",
+     "", "x", "10x10?", "\uff11\uff10x10"],
+)  # fmt: skip
+def test_it_rejects_anything_else_as_a_spec(text):
+    with pytest.raises(ValueError):
+        parse_spec(text)
+
+
+def test_a_spec_built_in_code_is_bounded_too():
+    with pytest.raises(ValueError):
+        Spec(0, 10, crop=False)
+
+
+@pytest.mark.parametrize("size", [(1200, 800), (800, 1200), (300, 200), (50, 900), (400, 400)])
+@pytest.mark.parametrize("text", ["200x200!", "400x300!", "1024x100!"])
+def test_crop_specs_give_exactly_the_size_asked_for(size, text):
+    spec = parse_spec(text)
+    assert render(photo(*size), spec).size == (spec.width, spec.height)
+
+
+def test_crop_specs_keep_the_centre():
+    rendered = render(bands(500, 100, (RED, GREEN, GREEN, GREEN, BLUE)), parse_spec("50x50!"))
+    assert all(close_to(rendered.getpixel(xy), GREEN) for xy in [(0, 0), (49, 0), (25, 25), (0, 49), (49, 49)])
+
+
+@pytest.mark.parametrize(
+    ("size", "text", "expected"),
+    [
+        ((300, 200), "1024x1024", (300, 200)),
+        ((4000, 1000), "1024x1024", (1024, 256)),
+        ((1000, 3000), "400x300", (100, 300)),
+        ((2100, 1400), "2048x2048", (2048, 1365)),
+        ((1025, 10), "1024x1024", (1024, 10)),
+    ],
+)
+def test_fit_specs_keep_the_aspect_ratio_and_never_upscale(size, text, expected):
+    assert render(photo(*size), parse_spec(text)).size == expected
+
+
+def test_render_hands_back_a_new_image_even_when_nothing_changes():
+    image = photo(100, 80)
+    assert render(image, parse_spec("1024x1024")) is not image
+
+
+# Encoding and renditions -----------------------------------------------------------------------
+
+
+def test_encoding_is_deterministic():
+    image = photo(640, 480)
+    assert encode_jpeg(image) == encode_jpeg(image.copy())
+
+
+def test_encoding_drops_a_comment_left_on_the_image():
+    image = photo(64, 64)
+    image.info["comment"] = b"secret note"
+    assert b"secret note" not in encode_jpeg(image)
+
+
+def test_renditions_have_the_sizes_of_their_specs():
+    renditions = make_renditions(open_verified(encode(photo(2500, 1500), "JPEG"), max_pixels=LIMIT))
+    sizes = {name: (width, height) for name, (_, width, height) in renditions.items()}
+    assert sizes == {"thumb": (200, 200), "square": (400, 400), "medium": (1024, 614), "large": (2048, 1229)}
+    for data, width, height in renditions.values():
+        assert Image.open(BytesIO(data)).size == (width, height)
+
+
+def test_renditions_of_a_small_picture_are_not_upscaled_except_the_squares():
+    renditions = make_renditions(open_verified(encode(photo(300, 200), "PNG"), max_pixels=LIMIT))
+    sizes = {name: (width, height) for name, (_, width, height) in renditions.items()}
+    assert sizes == {"thumb": (200, 200), "square": (400, 400), "medium": (300, 200), "large": (300, 200)}
+
+
+def test_renditions_made_from_a_bigger_rendition_look_like_ones_made_from_the_original():
+    verified = open_verified(encode(photo(3000, 2000), "JPEG"), max_pixels=LIMIT)
+    renditions = make_renditions(verified)
+    for name in ["medium", "square", "thumb"]:
+        derived = Image.open(BytesIO(renditions[name][0])).convert("L")
+        direct = Image.open(BytesIO(encode_jpeg(render(verified.image, RENDITIONS[name])))).convert("L")
+        assert ImageStat.Stat(ImageChops.difference(derived, direct)).mean[0] < 0.5, name
+
+
+def test_renditions_carry_no_exif_gps_xmp_or_comment():
+    verified = open_verified(jpeg_with_metadata(photo(600, 400)), max_pixels=LIMIT)
+    for data, _, _ in make_renditions(verified).values():
+        assert b"Exif" not in data
+        assert b"PhoneCam" not in data
+        assert b"taken at home" not in data
+        assert b"xmpmeta" not in data
+        image = Image.open(BytesIO(data))
+        assert dict(image.getexif()) == {}
+        assert not {"exif", "comment", "xmp", "icc_profile"} & image.info.keys()
+
+
+def test_renditions_are_the_same_bytes_every_time():
+    data = encode(photo(1200, 900), "JPEG")
+    first = make_renditions(open_verified(data, max_pixels=LIMIT))
+    assert make_renditions(open_verified(data, max_pixels=LIMIT)) == first

@@ -1,0 +1,162 @@
+"""Storing one downloaded photo in one album: verify, dedupe, renditions, files, row.
+
+The order of writes makes a crash or an overlapping run harmless: files go to
+content-addressed keys first (a retry writes the same key with the same bytes),
+then the row is inserted; the unique constraints on (album, source, media_key)
+and (album, content_hash) turn a second insert into a skipped duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from albums.models import Album
+from everhash.lib.images import ImageRejected, make_renditions, open_verified
+from pictures.dedupe import SignatureIndex, compute_signature
+from pictures.models import Picture
+from tweets.sources import Photo, Post
+
+logger = logging.getLogger("everhash.ingest")
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one photo: "added", "duplicate" or "rejected" (with a reason code and message)."""
+
+    kind: str
+    picture: Picture | None = None
+    reason: str = ""
+    message: str = ""
+
+
+def original_key(content_hash: str, image_format: str) -> str:
+    return f"originals/{content_hash[:2]}/{content_hash}.{EXTENSIONS[image_format]}"
+
+
+def rendition_key(content_hash: str, name: str) -> str:
+    return f"renditions/{content_hash[:2]}/{content_hash}/{name}.jpg"
+
+
+def store_file(key: str, data: bytes) -> None:
+    """Write bytes under a content-addressed key; an existing key already holds these bytes."""
+    if default_storage.exists(key):
+        return
+    saved = default_storage.save(key, ContentFile(data))
+    if saved != key:
+        # Another process wrote the same key between exists() and save(): the
+        # storage kept both; the copy under the new name is redundant.
+        default_storage.delete(saved)
+
+
+def load_signature_index(*, album: Album) -> SignatureIndex:
+    """The album's stored signatures (every status: a hidden picture must not come back as new)."""
+    rows = Picture.objects.filter(album=album).values_list("id", "histogram", "structure_hash").iterator()
+    return SignatureIndex.from_rows((pk, bytes(histogram), structure) for pk, histogram, structure in rows)
+
+
+def ingest_photo(
+    *,
+    album: Album,
+    source: str,
+    post: Post,
+    photo: Photo,
+    data: bytes,
+    index: SignatureIndex,
+    status: str = Picture.Status.VISIBLE,
+) -> Outcome:
+    """Store one photo's bytes in the album unless it is a duplicate or not a usable image."""
+    content_hash = hashlib.sha256(data).hexdigest()
+    if Picture.objects.filter(album=album, content_hash=content_hash).exists():
+        return Outcome("duplicate", reason="same_bytes", message="the same bytes are already in the album")
+    try:
+        verified = open_verified(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
+    except ImageRejected as exc:
+        return Outcome("rejected", reason=exc.reason, message=str(exc))
+    signature = compute_signature(verified.image)
+    duplicate_of = index.find_duplicate(signature)
+    if duplicate_of is not None:
+        return Outcome("duplicate", reason="similar", message=f"looks like picture {duplicate_of}")
+
+    renditions = {}
+    for name, (jpeg, width, height) in make_renditions(verified).items():
+        key = rendition_key(content_hash, name)
+        store_file(key, jpeg)
+        renditions[name] = {"key": key, "width": width, "height": height}
+    key = original_key(content_hash, verified.format)
+    store_file(key, data)
+
+    try:
+        with transaction.atomic():
+            picture = Picture.objects.create(
+                album=album,
+                source=source,
+                post_id=post.id,
+                media_key=photo.media_key,
+                permalink=post.permalink,
+                author_handle=post.author_handle[:100],
+                author_name=post.author_name[:200],
+                text=post.text,
+                like_count=max(post.like_count, 0),
+                posted_at=post.posted_at,
+                added_at=timezone.now(),
+                alt_text=photo.alt_text,
+                sensitive=post.sensitive,
+                width=verified.width,
+                height=verified.height,
+                content_hash=content_hash,
+                histogram=signature.histogram,
+                structure_hash=signature.structure_hash,
+                original_key=key,
+                renditions=renditions,
+                status=status,
+            )
+    except IntegrityError:
+        # An overlapping run (or a retry after a crash) stored it first.
+        return Outcome("duplicate", reason="concurrent", message="stored by another run")
+    index.add(picture.pk, signature)
+    return Outcome("added", picture=picture)
+
+
+def picture_keys(picture: Picture) -> list[str]:
+    return [picture.original_key, *(r["key"] for r in picture.renditions.values())]
+
+
+def delete_unreferenced_files(*, content_hashes: dict[str, list[str]]) -> int:
+    """Delete the files of content hashes no picture refers to any more. Returns files deleted.
+
+    Keys are content-addressed, so the same photo in two albums shares its
+    files: they go only when the last picture with that content goes.
+    """
+    if not content_hashes:
+        return 0
+    still_used = set(
+        Picture.objects.filter(content_hash__in=list(content_hashes)).values_list("content_hash", flat=True)
+    )
+    deleted = 0
+    for content_hash, keys in content_hashes.items():
+        if content_hash in still_used:
+            continue
+        for key in keys:
+            default_storage.delete(key)
+            deleted += 1
+    return deleted
+
+
+def delete_pictures(*, pictures) -> int:
+    """Delete pictures (a queryset) and their files. Returns how many pictures went."""
+    files = {p.content_hash: picture_keys(p) for p in pictures.only("content_hash", "original_key", "renditions")}
+    albums = set(pictures.values_list("album_id", flat=True))
+    count, _ = pictures.delete()
+    delete_unreferenced_files(content_hashes=files)
+    Album.objects.filter(pk__in=albums).update(collage_stale=True)
+    return count
