@@ -26,6 +26,9 @@ if (gallery) {
       },
     });
   });
+  // A hook for people and tests: the lightbox is ready for keys once its opening animation ends.
+  lightbox.on("openingAnimationEnd", () => { document.documentElement.dataset.lightbox = "open"; });
+  lightbox.on("destroy", () => { delete document.documentElement.dataset.lightbox; });
   lightbox.init();
 
   // Infinite scroll: fetch the next page's cards when the pager comes into view.
