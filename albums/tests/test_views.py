@@ -28,7 +28,7 @@ def test_the_album_page_shows_visible_pictures_newest_first(client, album):
 def test_an_unknown_hashtag_gives_a_404_page(client, db):
     response = client.get("/album/nosuchtag/")
     assert response.status_code == 404
-    assert "No album for this hashtag yet" in response.content.decode()
+    assert "No album for #nosuchtag yet" in response.content.decode()
 
 
 def test_a_non_hashtag_gives_a_404(client, db):
