@@ -6,7 +6,6 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -95,13 +94,28 @@ def update_milestones(*, album: Album) -> int:
 
 def delete_album(*, album: Album) -> None:
     """Delete an album with its pictures, its collage and every file no other album uses."""
-    from collages.models import Collage
+    from collages.services import delete_collage
     from pictures.services import delete_pictures
 
     delete_pictures(pictures=album.pictures.all())
-    collage = Collage.objects.filter(album=album).first()
+    delete_collage(album=album)
     album.delete()
-    if collage is not None:
-        for key in (collage.image_key, collage.square_key):
-            if key:
-                default_storage.delete(key)
+
+
+def albums_for_tags(*, tags: list[str]) -> list[Album]:
+    """The albums named on a command line (`--album TAG`), in order. ValueError says which tag is wrong."""
+    from django.core.exceptions import ValidationError
+
+    from albums.hashtags import normalize_hashtag
+
+    albums = []
+    for raw in tags:
+        try:
+            tag = normalize_hashtag(raw)
+        except ValidationError as exc:
+            raise ValueError(f"{raw!r}: {exc.messages[0]}") from None
+        try:
+            albums.append(Album.objects.get(hashtag=tag))
+        except Album.DoesNotExist:
+            raise ValueError(f"There is no album for #{tag}.") from None
+    return albums

@@ -206,7 +206,13 @@ def _render_from(source: Image.Image, original: tuple[int, int], spec: Spec) -> 
     """
     out, box = _plan(original, spec)
     scale_x, scale_y = source.width / original[0], source.height / original[1]
-    box = (box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y)
+    # Clamped: float rounding can put a centred crop a hair outside the image, which Pillow refuses.
+    box = (
+        max(0.0, box[0] * scale_x),
+        max(0.0, box[1] * scale_y),
+        min(float(source.width), box[2] * scale_x),
+        min(float(source.height), box[3] * scale_y),
+    )
     if out == source.size and box == (0.0, 0.0, float(source.width), float(source.height)):
         return source
     return source.resize(out, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)

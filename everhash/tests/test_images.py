@@ -344,3 +344,11 @@ def test_renditions_are_the_same_bytes_every_time():
     data = encode(photo(1200, 900), "JPEG")
     first = make_renditions(open_verified(data, max_pixels=LIMIT))
     assert make_renditions(open_verified(data, max_pixels=LIMIT)) == first
+
+
+@pytest.mark.parametrize(
+    ("size", "spec"), [((223, 167), "200x200!"), ((1000, 872), "292x202!"), ((1411, 1411), "790x618!")]
+)
+def test_a_crop_whose_centre_rounds_outside_the_image_still_renders(size, spec):
+    wanted = parse_spec(spec)
+    assert render(Image.new("RGB", size), wanted).size == (wanted.width, wanted.height)

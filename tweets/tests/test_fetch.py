@@ -65,7 +65,10 @@ def test_it_stores_new_photos_and_a_rerun_adds_nothing(x_settings, fake_x, media
 
     files = stored_files()
     sunset.refresh_from_db()
-    assert sunset.newest_post_id and sunset.last_success_at and sunset.collage_stale
+    assert sunset.newest_post_id and sunset.last_success_at
+    # The run ended by building the album's collage from the new pictures.
+    assert not sunset.collage_stale
+    assert sunset.collage.picture_count == 4
     output = fetch("--album", "sunset")
     assert "0 added" in output
     assert Picture.objects.count() == 4

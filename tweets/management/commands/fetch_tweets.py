@@ -8,13 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from albums.hashtags import normalize_hashtag
 from albums.models import Album
-from albums.services import announce_pending_milestones
+from albums.services import albums_for_tags, announce_pending_milestones
+from collages.services import build_stale_collages
 from tweets.services import DEFAULT_MAX_PAGES, AlbumReport, fetch_album
 from tweets.sources import AuthFailed, get_source
 
@@ -84,17 +83,10 @@ class Command(BaseCommand):
     def _albums(self, tags: list[str]) -> list[Album]:
         if not tags:
             return list(Album.objects.due().order_by("next_fetch_at", "pk"))
-        albums = []
-        for raw in tags:
-            try:
-                tag = normalize_hashtag(raw)
-            except ValidationError as exc:
-                raise CommandError(f"{raw!r}: {exc.messages[0]}") from None
-            try:
-                albums.append(Album.objects.get(hashtag=tag))
-            except Album.DoesNotExist:
-                raise CommandError(f"There is no album for #{tag}.") from None
-        return albums
+        try:
+            return albums_for_tags(tags=tags)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
     def _run(self, options) -> None:
         started = timezone.now()
@@ -129,6 +121,10 @@ class Command(BaseCommand):
         if not options["dry_run"] and failure is None:
             # Milestones whose email failed on an earlier run (SMTP down...).
             announce_pending_milestones()
+            # The covers of albums that gained pictures (or were moderated) since their last build.
+            collages = build_stale_collages()
+            if collages.failed and verbosity > 0 and not options["json"]:
+                self.stderr.write(f"{len(collages.failed)} collage(s) failed; they are retried on the next run.")
         if options["json"]:
             summary = {
                 "started": started.isoformat(),

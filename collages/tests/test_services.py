@@ -1,0 +1,403 @@
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from io import BytesIO
+
+import pytest
+import time_machine
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image
+
+from albums.models import Album
+from collages import builder, services
+from collages.models import Collage
+from collages.services import Outcome, build_collage, build_stale_collages, delete_collage
+from conftest import make_album, make_picture
+from pictures.models import Picture
+
+# Distinct solid colours, far enough apart to be told apart after JPEG compression.
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
+]
+
+
+def jpeg(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
+    buffer = BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    scale = min(side / size[0], side / size[1], 1.0)
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def add_picture(
+    album: Album,
+    colour: tuple[int, int, int],
+    *,
+    size: tuple[int, int] = (1600, 1200),
+    large_colour: tuple[int, int, int] | None = None,
+    **kwargs,
+) -> Picture:
+    """A picture of one solid colour, with real medium and large JPEG renditions in storage."""
+    picture = make_picture(album=album, width=size[0], height=size[1], **kwargs)
+    renditions = {}
+    for name, side, fill in (("medium", 1024, colour), ("large", 2048, large_colour or colour)):
+        width, height = fit(size, side)
+        key = f"renditions/{picture.content_hash[:2]}/{picture.content_hash}/{name}.jpg"
+        default_storage.save(key, ContentFile(jpeg(fill, (width, height))))
+        renditions[name] = {"key": key, "width": width, "height": height}
+    picture.renditions = renditions
+    picture.save(update_fields=["renditions"])
+    return picture
+
+
+def add_pictures(album: Album, count: int, **kwargs) -> list[Picture]:
+    """`count` pictures, the first the most liked: PALETTE[i] is expected in tile i."""
+    return [add_picture(album, PALETTE[i], like_count=1000 - i, **kwargs) for i in range(count)]
+
+
+def copy_pictures(pictures: list[Picture], *, album: Album) -> None:
+    """The same photos in another album: same content, same stored files, other picture ids."""
+    for picture in pictures:
+        make_picture(
+            album=album, content_hash=picture.content_hash, like_count=picture.like_count, renditions=picture.renditions
+        )
+
+
+def tile_colours(key: str, fmt: builder.Format, count: int) -> list[tuple[int, int, int]]:
+    with default_storage.open(key, "rb") as file:
+        image = Image.open(file)
+        image.load()
+    assert image.size == fmt.size
+    return [image.getpixel((box.x + box.width // 2, box.y + box.height // 2)) for box in builder.layout(fmt, count)]
+
+
+def same_colour(seen, wanted) -> bool:
+    return all(abs(a - b) <= 10 for a, b in zip(seen, wanted, strict=True))
+
+
+def assert_shows(collage: Collage, colours: list[tuple[int, int, int]]) -> None:
+    assert collage.picture_count == len(colours)
+    for fmt, key in ((builder.LANDSCAPE, collage.image_key), (builder.SQUARE, collage.square_key)):
+        seen = tile_colours(key, fmt, len(colours))
+        assert all(same_colour(s, w) for s, w in zip(seen, colours, strict=True)), (fmt.name, seen, colours)
+
+
+def stored_collage_files() -> set[str]:
+    if not default_storage.exists("collages"):
+        return set()
+    return {f"collages/{name}" for name in default_storage.listdir("collages")[1]}
+
+
+def test_it_builds_a_share_image_and_a_square_from_the_most_liked_pictures(album):
+    add_picture(album, PALETTE[0], like_count=5)
+    add_picture(album, PALETTE[1], like_count=9)
+    add_picture(album, PALETTE[2], like_count=1)
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+
+    collage = build_collage(album=album)
+
+    assert collage == Collage.objects.get(album=album)
+    assert_shows(collage, [PALETTE[1], PALETTE[0], PALETTE[2]])
+    for key, suffix in ((collage.image_key, ".jpg"), (collage.square_key, "-square.jpg")):
+        with default_storage.open(key, "rb") as file:
+            data = file.read()
+        assert key == f"collages/{hashlib.sha256(data).hexdigest()}{suffix}"
+        assert data[:2] == b"\xff\xd8"  # JPEG
+    assert stored_collage_files() == {collage.image_key, collage.square_key}
+    album.refresh_from_db()
+    assert album.collage_stale is False
+
+
+def test_equal_likes_go_to_the_newest_picture(album):
+    now = timezone.now()
+    add_picture(album, PALETTE[0], like_count=3, added_at=now - timedelta(hours=2))
+    add_picture(album, PALETTE[1], like_count=3, added_at=now)
+    add_picture(album, PALETTE[2], like_count=3, added_at=now - timedelta(hours=1))
+
+    assert_shows(build_collage(album=album), [PALETTE[1], PALETTE[2], PALETTE[0]])
+
+
+def test_hidden_and_pending_pictures_never_appear(album):
+    add_picture(album, PALETTE[0], like_count=1)
+    add_picture(album, PALETTE[1], like_count=500, status=Picture.Status.HIDDEN)
+    add_picture(album, PALETTE[2], like_count=400, status=Picture.Status.PENDING)
+    add_picture(album, PALETTE[3], like_count=2)
+
+    assert_shows(build_collage(album=album), [PALETTE[3], PALETTE[0]])
+
+
+def test_at_most_sixteen_pictures_are_shown(album):
+    add_pictures(album, 18)
+
+    collage = build_collage(album=album)
+
+    assert builder.MAX_PICTURES == 16
+    assert_shows(collage, PALETTE[:16])
+
+
+def test_the_same_pictures_give_the_same_bytes_and_the_same_keys(album, owner):
+    pictures = add_pictures(album, 7)
+    first = build_collage(album=album)
+    with default_storage.open(first.image_key, "rb") as file:
+        first_bytes = file.read()
+
+    rebuilt = build_collage(album=album, force=True)
+    # Another album showing the same photos (the same photo may be in two albums) shares the files.
+    twin = make_album(owner=owner, hashtag="dusk")
+    copy_pictures(pictures, album=twin)
+    twin_collage = build_collage(album=twin)
+
+    assert (rebuilt.image_key, rebuilt.square_key) == (first.image_key, first.square_key)
+    with default_storage.open(rebuilt.image_key, "rb") as file:
+        assert file.read() == first_bytes
+    assert (twin_collage.image_key, twin_collage.square_key) == (first.image_key, first.square_key)
+    assert twin_collage.fingerprint != first.fingerprint  # other picture ids
+    assert stored_collage_files() == {first.image_key, first.square_key}
+
+
+def test_nothing_is_rebuilt_when_nothing_changed(album, monkeypatch):
+    add_pictures(album, 3)
+    with time_machine.travel(timezone.now() - timedelta(days=1), tick=False):
+        collage = build_collage(album=album)
+    files = stored_collage_files()
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+    monkeypatch.setattr(builder, "encode", lambda images: pytest.fail("the collage was composed again"))
+    monkeypatch.setattr(services, "_read", lambda key: pytest.fail("the renditions were read again"))
+
+    summary = build_stale_collages()
+
+    assert [(result.album, result.outcome) for result in summary.results] == [(album, Outcome.UNCHANGED)]
+    again = Collage.objects.get(album=album)
+    assert again.built_at == collage.built_at
+    assert (again.image_key, again.square_key, again.fingerprint) == (
+        collage.image_key,
+        collage.square_key,
+        collage.fingerprint,
+    )
+    assert stored_collage_files() == files
+    album.refresh_from_db()
+    assert album.collage_stale is False
+
+
+def test_hiding_a_picture_rebuilds_the_collage_without_it(album):
+    hero, *others = add_pictures(album, 4)
+    before = build_collage(album=album)
+
+    Picture.objects.filter(pk=hero.pk).update(status=Picture.Status.HIDDEN)
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+    summary = build_stale_collages()
+
+    after = Collage.objects.get(album=album)
+    assert summary.counts[Outcome.BUILT] == 1
+    assert after.pk == before.pk
+    assert after.fingerprint != before.fingerprint
+    assert_shows(after, PALETTE[1:4])
+    # The old images are gone from storage; only the new ones remain.
+    assert stored_collage_files() == {after.image_key, after.square_key}
+
+
+def test_a_change_of_ranking_rebuilds_the_collage(album):
+    first, second = add_pictures(album, 2)
+    before = build_collage(album=album)
+
+    Picture.objects.filter(pk=second.pk).update(like_count=5000)
+    after = build_collage(album=album)
+
+    assert after.fingerprint != before.fingerprint
+    assert_shows(after, [PALETTE[1], PALETTE[0]])
+
+
+def test_force_rebuilds_an_unchanged_collage_under_the_same_keys(album):
+    add_pictures(album, 2)
+    with time_machine.travel(timezone.now() - timedelta(days=1), tick=False):
+        before = build_collage(album=album)
+
+    after = build_collage(album=album, force=True)
+
+    assert after.built_at > before.built_at
+    assert (after.image_key, after.square_key, after.fingerprint) == (
+        before.image_key,
+        before.square_key,
+        before.fingerprint,
+    )
+    assert stored_collage_files() == {after.image_key, after.square_key}
+
+
+def test_a_picture_whose_files_are_missing_is_skipped_for_the_next_one(album, caplog):
+    hero, *others = add_pictures(album, 4)
+    for rendition in hero.renditions.values():
+        default_storage.delete(rendition["key"])
+
+    with caplog.at_level(logging.WARNING, logger="everhash.collages"):
+        collage = build_collage(album=album)
+
+    assert_shows(collage, PALETTE[1:4])
+    assert hero.renditions["medium"]["key"] in caplog.text
+
+
+def test_a_missing_medium_falls_back_to_the_large_rendition(album):
+    add_picture(album, PALETTE[0], like_count=3)
+    second = add_picture(album, PALETTE[1], like_count=2, large_colour=PALETTE[10])
+    add_picture(album, PALETTE[2], like_count=1)
+    default_storage.delete(second.renditions["medium"]["key"])
+
+    collage = build_collage(album=album)
+
+    assert_shows(collage, [PALETTE[0], PALETTE[10], PALETTE[2]])
+
+
+def test_a_damaged_rendition_is_skipped(album):
+    pictures = add_pictures(album, 3)
+    for rendition in pictures[2].renditions.values():
+        default_storage.delete(rendition["key"])
+        default_storage.save(rendition["key"], ContentFile(jpeg(PALETTE[2], (1024, 768))[:900]))
+
+    assert_shows(build_collage(album=album), PALETTE[:2])
+
+
+def test_a_picture_without_renditions_is_skipped(album):
+    add_pictures(album, 2)
+    make_picture(album=album, like_count=5000, renditions={})
+
+    assert_shows(build_collage(album=album), PALETTE[:2])
+
+
+def test_big_tiles_are_cut_from_the_large_rendition_and_small_ones_from_the_medium(album):
+    # The two renditions differ in colour here, to see which one each tile came from.
+    add_picture(album, PALETTE[0], large_colour=PALETTE[1])
+    assert_shows(build_collage(album=album), [PALETTE[1]])
+
+    for _ in range(15):
+        add_picture(album, PALETTE[0], like_count=0, large_colour=PALETTE[1])
+    collage = build_collage(album=album)
+    landscape = tile_colours(collage.image_key, builder.LANDSCAPE, 16)
+    # The hero of a 16-picture share image (594x466) fits in a 1024x768 medium; so do the small tiles.
+    assert all(same_colour(colour, PALETTE[0]) for colour in landscape)
+
+
+def test_an_album_without_visible_pictures_has_no_collage(album):
+    assert build_collage(album=album) is None
+    assert not Collage.objects.filter(album=album).exists()
+
+    picture = add_picture(album, PALETTE[0])
+    collage = build_collage(album=album)
+    Picture.objects.filter(pk=picture.pk).update(status=Picture.Status.HIDDEN)
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+
+    summary = build_stale_collages()
+
+    assert summary.results[0].outcome == Outcome.REMOVED
+    assert not Collage.objects.filter(album=album).exists()
+    assert not default_storage.exists(collage.image_key)
+    assert not default_storage.exists(collage.square_key)
+    album.refresh_from_db()
+    assert album.collage_stale is False
+
+
+def test_deleting_a_collage_keeps_files_another_album_still_shows(album, owner):
+    pictures = add_pictures(album, 2)
+    twin = make_album(owner=owner, hashtag="dusk")
+    copy_pictures(pictures, album=twin)
+    collage = build_collage(album=album)
+    build_collage(album=twin)
+
+    assert delete_collage(album=album) is True
+
+    assert not Collage.objects.filter(album=album).exists()
+    assert default_storage.exists(collage.image_key)
+    assert delete_collage(album=twin) is True
+    assert not default_storage.exists(collage.image_key)
+    assert delete_collage(album=twin) is False
+
+
+def test_only_stale_albums_are_built(album, owner):
+    add_pictures(album, 2)
+    quiet = make_album(owner=owner, hashtag="dusk")
+    add_picture(quiet, PALETTE[5])
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+
+    summary = build_stale_collages()
+
+    assert [(result.album.pk, result.outcome) for result in summary.results] == [(album.pk, Outcome.BUILT)]
+    assert not Collage.objects.filter(album=quiet).exists()
+
+
+def test_a_failed_build_is_recorded_and_the_album_stays_stale(album, owner, monkeypatch, caplog):
+    add_pictures(album, 2)
+    before = build_collage(album=album)
+    healthy = make_album(owner=owner, hashtag="dusk", collage_stale=True)
+    add_picture(healthy, PALETTE[4])
+    add_picture(album, PALETTE[3], like_count=5000)
+    Album.objects.filter(pk=album.pk).update(collage_stale=True)
+    real_encode = builder.encode
+
+    def encode(images):
+        if len(images) == 3:
+            raise OSError("disk full")
+        return real_encode(images)
+
+    monkeypatch.setattr(builder, "encode", encode)
+
+    with caplog.at_level(logging.ERROR, logger="everhash.collages"):
+        summary = build_stale_collages()
+
+    assert {result.album.hashtag: result.outcome for result in summary.results} == {
+        "sunset": Outcome.FAILED,
+        "dusk": Outcome.BUILT,
+    }
+    assert summary.failed[0].error == "OSError: disk full"
+    assert "Collage of #sunset failed" in caplog.text
+    album.refresh_from_db()
+    assert album.collage_stale is True
+    assert Collage.objects.get(album=album).image_key == before.image_key
+    assert default_storage.exists(before.image_key)
+
+
+def test_a_collage_written_by_another_run_meanwhile_wins(album, monkeypatch):
+    add_pictures(album, 2)
+    build_collage(album=album)
+    files = stored_collage_files()
+    add_picture(album, PALETTE[3], like_count=5000)
+    real_encode = builder.encode
+
+    def encode_while_another_run_writes(images):
+        jpegs = real_encode(images)
+        Collage.objects.filter(album=album).update(fingerprint="0" * 64, image_key="collages/other.jpg")
+        return jpegs
+
+    monkeypatch.setattr(builder, "encode", encode_while_another_run_writes)
+
+    result = services._build(album=album, force=False)
+
+    assert result.outcome == Outcome.CONFLICT
+    assert Collage.objects.get(album=album).image_key == "collages/other.jpg"
+    album.refresh_from_db()
+    assert album.collage_stale is True  # the next run settles it
+    # The images this run made are not left behind.
+    assert stored_collage_files() == files
