@@ -121,4 +121,3 @@ def visible_pictures(album: Album, order: str = "newest"):
 
 
 ORDERS = {"newest": "Newest", "liked": "Most liked"}
-

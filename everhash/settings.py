@@ -212,12 +212,40 @@ LOGGING = {
     "loggers": {"everhash": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True}},
 }
 
+# The REST API (docs/api.md). Rates are "<number>/<second|minute|hour|day>" (DRF's format).
+EVERHASH_API_ANON_RATE = env_str("EVERHASH_API_ANON_RATE", "120/min")
+EVERHASH_API_USER_RATE = env_str("EVERHASH_API_USER_RATE", "600/min")
+_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+for _name, _rate in (
+    ("EVERHASH_API_ANON_RATE", EVERHASH_API_ANON_RATE),
+    ("EVERHASH_API_USER_RATE", EVERHASH_API_USER_RATE),
+):
+    _count, _, _period = _rate.partition("/")
+    if not (_count.isascii() and _count.isdigit() and int(_count) > 0 and _period in _PERIODS):
+        raise ImproperlyConfigured(f"{_name} must look like 120/min (a number per s, min, hour or day), not {_rate!r}.")
+# Seconds a rendered page of an album's pictures is reused for the same request (0: never). Who
+# may see the album is checked on every request; a picture hidden in the admin leaves the API
+# within this delay. Slideshows and embeds polling one album are served from memory.
+EVERHASH_API_CACHE_SECONDS = env_int("EVERHASH_API_CACHE_SECONDS", 5)
+
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so anonymous callers of protected endpoints get 401 with WWW-Authenticate.
+        "users.api.ApiTokenAuthentication",
+        # The site's own pages (slideshow, infinite scroll); enforces CSRF on unsafe methods.
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Writes need a signed-in caller; each view adds its owner/staff object checks.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["users.api.AnonRateThrottle", "users.api.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": EVERHASH_API_ANON_RATE, "user": EVERHASH_API_USER_RATE},
+    # Proxies in front of the app whose X-Forwarded-For to trust for the client address (0: none,
+    # use the socket's address; 1 behind nginx). Without it a client could pick its own throttle key.
+    "NUM_PROXIES": env_int("EVERHASH_NUM_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
@@ -70,3 +73,41 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email.split("@")[0]
+
+
+def hash_token(key: str) -> str:
+    """The stored form of an API token: its SHA-256 (the token itself is never stored)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiTokenManager(models.Manager["ApiToken"]):
+    def issue(self, *, user: User, name: str) -> tuple[ApiToken, str]:
+        """Create a token for `user`. Returns the row and the token, which is shown once and never again."""
+        key = ApiToken.KEY_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+        token = self.create(user=user, name=name, key_hash=hash_token(key), prefix=key[: ApiToken.PREFIX_LENGTH])
+        return token, key
+
+
+class ApiToken(models.Model):
+    """A personal API token: `Authorization: Bearer <token>` acts as its user."""
+
+    KEY_PREFIX = "eh_"
+    # What the tokens page shows to tell tokens apart: "eh_" and 5 random characters (30 bits).
+    PREFIX_LENGTH = 8
+
+    user = models.ForeignKey(User, models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'export script'.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="SHA-256 of the token.")
+    prefix = models.CharField(max_length=16, editable=False)
+    created = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenManager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        # The tokens page lists a user's tokens: the user FK's own index serves it.
+        # Authentication looks a token up by key_hash: its unique constraint's index serves it.
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
