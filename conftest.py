@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from albums.models import Album
@@ -69,7 +71,11 @@ def make_picture(*, album: Album, **kwargs) -> Picture:
         "original_key": f"o/{n:064x}.jpg",
     }
     defaults.update(kwargs)
-    return Picture.objects.create(album=album, **defaults)
+    picture = Picture.objects.create(album=album, **defaults)
+    # Like ingest_photo, move the album's version on (pages and API caches follow it); the
+    # collage is left alone so tests of staleness start from a clean state.
+    Album.objects.filter(pk=album.pk).update(pictures_version=F("pictures_version") + 1)
+    return picture
 
 
 @pytest.fixture
@@ -215,3 +221,33 @@ def x_settings(settings, tls_ca, fake_x, monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setitem(XSource.__init__.__kwdefaults__, "sleep", sleeps.append)
     return sleeps
+
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium): browser tests not run"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls in
+    # these tests are plain synchronous code all the same.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()

@@ -50,6 +50,10 @@ class Album(models.Model):
         HOLD = "hold", "Hold them for review"
         ALLOW = "allow", "Show them like any other"
 
+    class BlockedWordsAction(models.TextChoices):
+        SKIP = "skip", "Skip posts containing a blocked word"
+        HOLD = "hold", "Hold them for review"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="albums")
     hashtag = models.CharField(
         max_length=MAX_LENGTH,
@@ -63,8 +67,18 @@ class Album(models.Model):
     is_active = models.BooleanField("fetching active", default=True)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
     secret = models.CharField(max_length=64, default=new_secret, unique=True, editable=False)
+    owner_emails = models.BooleanField(
+        "milestone emails to the owner", default=True, help_text="Email the owner when a milestone is reached."
+    )
     moderation = models.CharField(max_length=10, choices=Moderation.choices, default=Moderation.AUTOMATIC)
     sensitive_media = models.CharField(max_length=10, choices=SensitiveMedia.choices, default=SensitiveMedia.HOLD)
+    blocked_words_action = models.CharField(
+        "posts with a blocked word",
+        max_length=10,
+        choices=BlockedWordsAction.choices,
+        default=BlockedWordsAction.HOLD,
+        help_text="What happens to a new post whose text contains a blocked word (this album's or a global one).",
+    )
 
     # Fetch state, owned by tweets.services (the fetch_tweets command).
     newest_post_id = models.CharField(
@@ -82,6 +96,9 @@ class Album(models.Model):
     next_fetch_at = models.DateTimeField(null=True, blank=True)
     rate_limited_until = models.DateTimeField(null=True, blank=True)
     collage_stale = models.BooleanField(default=False, help_text="Pictures changed since the collage was built.")
+    pictures_version = models.PositiveIntegerField(
+        default=0, help_text="Bumped by every change to the album's pictures: cached pages and ETags follow it."
+    )
 
     objects = AlbumQuerySet.as_manager()
 
@@ -101,6 +118,24 @@ class Album(models.Model):
     @property
     def display_title(self) -> str:
         return self.title or f"#{self.hashtag}"
+
+
+class Follower(models.Model):
+    """A signed-in person who follows someone else's album, for its milestone emails."""
+
+    album = models.ForeignKey(Album, models.CASCADE, related_name="followers")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="follows")
+    milestone_emails = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["album", "user"], name="follower_unique_album_user"),
+        ]
+        # The dashboard lists a user's follows: the user FK's own index serves it.
+
+    def __str__(self) -> str:
+        return f"{self.user} follows #{self.album.hashtag}"
 
 
 class Milestone(models.Model):

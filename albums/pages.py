@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -95,21 +95,18 @@ def cover(*, album: Album) -> dict | None:
 
 
 def album_etag(*, album: Album, extra: str = "") -> str:
-    """A validator for the album's pages: changes whenever what they show can change."""
-    stats = album.pictures.visible().aggregate(n=Count("id"), newest=Max("id"), latest=Max("added_at"))
-    collage_built = Collage.objects.filter(album=album).values_list("built_at", flat=True).first()
+    """A validator for the album's pages: the album's own fields and its pictures' version,
+    which every change to its pictures bumps (albums.services.pictures_changed)."""
     parts = [
         album.pk,
         album.title,
         album.description,
         album.visibility,
+        album.is_active,
         album.last_fetch_at,
         album.next_fetch_at,
-        album.collage_stale,
-        stats["n"],
-        stats["newest"],
-        stats["latest"],
-        collage_built,
+        album.pictures_version,
+        timezone.localdate(),  # relative times ("2 hours ago") and the daily chart move on
         extra,
     ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from albums.models import Album, Milestone
@@ -17,6 +17,14 @@ logger = logging.getLogger("everhash.milestones")
 
 # A claim older than this is considered abandoned (the process died while sending).
 CLAIM_TIMEOUT = timedelta(minutes=10)
+
+
+def pictures_changed(*, album_ids) -> None:
+    """The album's pictures changed (added, moderated, deleted, likes): mark the collage stale and
+    bump the version that every cached page and ETag of the album follows. One UPDATE, no read."""
+    album_ids = list(album_ids)
+    if album_ids:
+        Album.objects.filter(pk__in=album_ids).update(collage_stale=True, pictures_version=F("pictures_version") + 1)
 
 
 def record_milestones(*, album: Album) -> list[Milestone]:
@@ -119,3 +127,59 @@ def albums_for_tags(*, tags: list[str]) -> list[Album]:
         except Album.DoesNotExist:
             raise ValueError(f"There is no album for #{tag}.") from None
     return albums
+
+
+class AlbumExists(Exception):
+    def __init__(self, album: Album) -> None:
+        super().__init__(f"#{album.hashtag} already has an album.")
+        self.album = album
+
+
+def create_album(*, owner, hashtag: str, title: str = "") -> Album:
+    """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty)."""
+    from django.db import IntegrityError, transaction
+
+    try:
+        with transaction.atomic():
+            return Album.objects.create(owner=owner, hashtag=hashtag, title=title, next_fetch_at=None)
+    except IntegrityError:
+        raise AlbumExists(Album.objects.get(hashtag=hashtag)) from None
+
+
+def set_fetching(*, album: Album, active: bool) -> None:
+    """Pause or resume fetching; resuming makes the album due at once."""
+    fields = {"is_active": active}
+    if active:
+        fields["next_fetch_at"] = None
+    Album.objects.filter(pk=album.pk).update(**fields)
+
+
+def rotate_secret(*, album: Album) -> str:
+    """A new secret link for an unlisted album; the old link stops working."""
+    from albums.models import new_secret
+
+    secret = new_secret()
+    Album.objects.filter(pk=album.pk).update(secret=secret)
+    return secret
+
+
+def follow(*, album: Album, user) -> None:
+    from albums.models import Follower
+
+    Follower.objects.get_or_create(album=album, user=user)
+
+
+def unfollow(*, album: Album, user) -> None:
+    from albums.models import Follower
+
+    Follower.objects.filter(album=album, user=user).delete()
+
+
+def milestone_recipients(*, album: Album) -> list[str]:
+    """Who gets an album's milestone emails: its owner (unless turned off) and followers who want them."""
+    from albums.models import Follower
+
+    recipients = [album.owner.email] if album.owner_emails and album.owner.is_active else []
+    followers = Follower.objects.filter(album=album, milestone_emails=True, user__is_active=True)
+    recipients += [email for email in followers.values_list("user__email", flat=True) if email not in recipients]
+    return recipients

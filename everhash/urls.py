@@ -5,6 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("albums.urls")),
+    path("", include("pictures.urls")),
     path("accounts/", include("users.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("everhash.api")),

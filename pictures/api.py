@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import django_filters
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpResponse
 from django.urls import reverse
@@ -45,6 +46,7 @@ from albums.api import (
     origin,
     visible_albums,
 )
+from albums.hashtags import normalize_hashtag
 from albums.models import Album
 from pictures.models import Picture
 
@@ -405,37 +407,46 @@ FILTER_PARAMETERS = frozenset(PictureFilter.base_filters)
 
 
 class CachedPageMixin:
-    """Reuse a rendered page of pictures for the same URL for EVERHASH_API_CACHE_SECONDS (5).
+    """Reuse a rendered page of pictures for the same URL and the same album state.
 
     Many viewers of one album (a slideshow at an event, an embedded wall, a script polling) ask
     for the same page again and again; from memory it costs a fraction of querying and rendering
-    it, and no database connection for an anonymous caller. The key is the full URL (host, path,
-    query: cursor, filters, ordering, `key`); only JSON is cached. The entry keeps the album's
-    visibility, secret and owner, and every hit applies the visibility rule to the caller again:
-    nobody gets a page they could not have got from the database at the time it was cached.
-    The price: a change (a picture hidden in the admin, new likes, the album made unlisted or
-    deleted) reaches a cached page within the cache's lifetime. 0 turns the cache off.
+    it. The key is the full URL (host, path, query: cursor, filters, ordering, `key`) and the
+    album's `pictures_version`, which every change to its pictures bumps (a fetch, a moderation
+    action, a deletion): a hidden picture leaves the API at once. One small query reads the
+    album's current visibility and version, and the visibility rule is applied to the caller on
+    every hit. Entries expire after EVERHASH_API_CACHE_SECONDS (0 turns the cache off).
     """
 
     def cached_page(self, request) -> HttpResponse | None:
         self._page_key = None
         if settings.EVERHASH_API_CACHE_SECONDS <= 0 or request.accepted_renderer.format != "json":
             return None
+        try:
+            hashtag = normalize_hashtag(self.kwargs["hashtag"])
+        except DjangoValidationError:
+            return None  # the view answers with the reason
+        facts = (
+            Album.objects.filter(hashtag=hashtag).values("visibility", "secret", "owner_id", "pictures_version").first()
+        )
+        if facts is None:
+            return None
+        version = facts.pop("pictures_version")
         url = origin(request) + request.get_full_path()
-        self._page_key = f"everhash:api:page:{hashlib.sha256(url.encode()).hexdigest()}"
-        entry = cache.get(self._page_key)
-        if entry is None or not may_see(request, **entry["album"]):
-            return None  # the view checks again, against the database, and answers
-        return HttpResponse(entry["body"], content_type="application/json")
+        self._page_key = f"everhash:api:page:{version}:{hashlib.sha256(url.encode()).hexdigest()}"
+        if not may_see(request, **facts):
+            return None  # the view answers 404
+        body = cache.get(self._page_key)
+        if body is None:
+            return None
+        return HttpResponse(body, content_type="application/json")
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         key = getattr(self, "_page_key", None)
         if key and isinstance(response, Response) and response.status_code == 200:
-            album = self.get_album()
-            facts = {"visibility": album.visibility, "secret": album.secret, "owner_id": album.owner_id}
             response.render()
-            cache.set(key, {"album": facts, "body": response.content}, settings.EVERHASH_API_CACHE_SECONDS)
+            cache.set(key, response.content, settings.EVERHASH_API_CACHE_SECONDS)
         return response
 
 

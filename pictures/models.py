@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from albums.models import Album
@@ -111,3 +114,198 @@ class Picture(models.Model):
     def alt(self) -> str:
         """Alt text for <img>: the author's own description, else who took it."""
         return self.alt_text or f"Photo by @{self.author_handle}"
+
+
+# Moderation (pictures/moderation.py writes these; the fetch reads them through its Policy).
+
+
+def normalize_handle(value: str) -> str:
+    """An author handle as block lists store it: without "@", lowercased (handles match case-insensitively)."""
+    return value.strip().removeprefix("@").strip().lower()
+
+
+def normalize_word(value: str) -> str:
+    """A blocked word or phrase as stored: lowercased, single spaces."""
+    return " ".join(value.split()).lower()
+
+
+class BlockedAuthor(models.Model):
+    """An author whose posts are never stored: in one album, or in every album (no album)."""
+
+    album = models.ForeignKey(
+        Album,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="blocked_authors",
+        help_text="Leave empty to block the author from every album.",
+    )
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.X)
+    handle = models.CharField(max_length=100, help_text="Without @; stored lowercased.")
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    # The album's id, 0 for every album. NULL never equals NULL in a unique index, and
+    # MySQL/MariaDB cannot create conditional unique constraints: this column can be unique.
+    scope = models.GeneratedField(
+        expression=Coalesce("album", Value(0)), output_field=models.BigIntegerField(), db_persist=True
+    )
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # Also the index the fetch's Policy reads: the blocks of an album and the global ones
+            # (scope IN (album id, 0)) for one source.
+            models.UniqueConstraint(
+                fields=["scope", "source", "handle"],
+                name="blockedauthor_unique_scope",
+                violation_error_message="This author is already blocked there.",
+            ),
+            models.CheckConstraint(condition=models.Q(handle=Lower("handle")), name="blockedauthor_handle_lowercase"),
+        ]
+
+    def __str__(self) -> str:
+        where = f"#{self.album.hashtag}" if self.album_id else "every album"
+        return f"@{self.handle} ({self.get_source_display()}) blocked from {where}"
+
+
+class BlockedWord(models.Model):
+    """A word or phrase that keeps a post out (or holds it for review, per album): in one album or all."""
+
+    album = models.ForeignKey(
+        Album,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="blocked_words",
+        help_text="Leave empty to block the word in every album.",
+    )
+    word = models.CharField(
+        max_length=100, help_text="A word or phrase, matched as whole words, whatever the case; stored lowercased."
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    # The album's id, 0 for every album (see BlockedAuthor.scope).
+    scope = models.GeneratedField(
+        expression=Coalesce("album", Value(0)), output_field=models.BigIntegerField(), db_persist=True
+    )
+
+    class Meta:
+        ordering = ["word", "id"]
+        constraints = [
+            # Also the index the fetch's Policy reads: an album's words and the global ones.
+            models.UniqueConstraint(
+                fields=["scope", "word"],
+                name="blockedword_unique_scope",
+                violation_error_message="This word is already blocked there.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"#{self.album.hashtag}" if self.album_id else "every album"
+        return f"'{self.word}' blocked in {where}"
+
+
+class Takedown(models.Model):
+    """A post removed from every album, files included, and never fetched again."""
+
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.X)
+    post_id = models.CharField(max_length=64)
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # Also the index the fetch's Policy reads: a source's takedowns.
+            models.UniqueConstraint(fields=["source", "post_id"], name="takedown_unique_post"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Takedown of {self.get_source_display()} post {self.post_id}"
+
+
+class DeletedMedia(models.Model):
+    """A photo a moderator deleted from an album: that album never fetches it again.
+
+    Deleting a picture removes its row, so without this the next walk over older
+    posts (a backfill) would see an unknown media key and store the photo again.
+    """
+
+    album = models.ForeignKey(Album, models.CASCADE, related_name="deleted_media")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    media_key = models.CharField(max_length=100)
+    post_id = models.CharField(max_length=64)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "deleted media"
+        constraints = [
+            # Also the index the fetch reads: an album's deleted media keys for one source.
+            models.UniqueConstraint(fields=["album", "source", "media_key"], name="deletedmedia_unique_media"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.media_key} deleted from #{self.album.hashtag}"
+
+
+class ModerationAction(models.Model):
+    """The audit log: who did what to which pictures, when. Written by pictures/moderation.py only."""
+
+    class Kind(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        HIDE = "hide", "Hid"
+        UNHIDE = "unhide", "Unhid"
+        DELETE = "delete", "Deleted"
+        BAN = "ban", "Banned an author"
+        UNBAN = "unban", "Lifted an author's ban"
+        TAKEDOWN = "takedown", "Took a post down"
+        LIFT_TAKEDOWN = "lift_takedown", "Lifted a takedown"
+        BLOCK_WORD = "block_word", "Blocked a word"
+        UNBLOCK_WORD = "unblock_word", "Unblocked a word"
+        PAUSE = "pause", "Paused fetching"
+        RESUME = "resume", "Resumed fetching"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: done by the system.",
+    )
+    action = models.CharField(max_length=20, choices=Kind.choices)
+    album = models.ForeignKey(
+        Album,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: every album (or an album since deleted: see the hashtag).",
+    )
+    hashtag = models.CharField(max_length=100, blank=True, help_text="The album's hashtag, kept if it is deleted.")
+    source = models.CharField(max_length=20, blank=True)
+    post_id = models.CharField(max_length=64, blank=True)
+    handle = models.CharField(max_length=100, blank=True)
+    picture_ids = models.JSONField(default=list, blank=True, help_text="The pictures affected (the first 1000).")
+    count = models.PositiveIntegerField(default=0, help_text="Pictures affected.")
+    detail = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            # The admin's log, newest first.
+            models.Index(fields=["-created"], name="moderation_created_idx"),
+            # One album's history in the admin.
+            models.Index(fields=["album", "-created"], name="moderation_album_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or "system"
+        where = f"#{self.hashtag}" if self.hashtag else "every album"
+        return f"{who}: {self.get_action_display()} in {where} ({self.created:%Y-%m-%d %H:%M})"

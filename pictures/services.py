@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from albums.models import Album
+from albums.services import pictures_changed
 from everhash.lib.images import ImageRejected, make_renditions, open_verified
 from pictures.dedupe import SignatureIndex, compute_signature
 from pictures.models import Picture
@@ -124,6 +125,7 @@ def ingest_photo(
         # An overlapping run (or a retry after a crash) stored it first.
         return Outcome("duplicate", reason="concurrent", message="stored by another run")
     index.add(picture.pk, signature)
+    pictures_changed(album_ids=[album.pk])  # pages, feeds and the API show it at once
     return Outcome("added", picture=picture)
 
 
@@ -158,5 +160,5 @@ def delete_pictures(*, pictures) -> int:
     albums = set(pictures.values_list("album_id", flat=True))
     count, _ = pictures.delete()
     delete_unreferenced_files(content_hashes=files)
-    Album.objects.filter(pk__in=albums).update(collage_stale=True)
+    pictures_changed(album_ids=albums)
     return count

@@ -33,6 +33,7 @@ class FetchRunAdmin(admin.ModelAdmin):
         "pictures_added",
         "duplicates",
         "rejected",
+        "skipped",
         "short_error",
     ]
     list_filter = [FailedFilter, "backfill", "started"]

@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 
 from albums.models import Album
 from albums.services import update_milestones
 from pictures.models import Picture
+from pictures.moderation import Policy
 from pictures.services import ingest_photo, load_signature_index
 from tweets.models import FetchRun
 from tweets.sources import AuthFailed, MediaError, Page, Post, RateLimited, Source, SourceError, StaleCursor
@@ -77,14 +79,32 @@ def claim_album(*, album: Album, now: datetime) -> bool:
     return bool(claimed)
 
 
-def policy_status(*, album: Album, post: Post) -> str | None:
-    """The status a post's pictures arrive with, or None to skip the post."""
+def policy_status(*, album: Album, post: Post, policy: Policy) -> str | None:
+    """The status a post's pictures arrive with, or None to skip the post.
+
+    Skipped: a taken-down post, a blocked author (this album's list or the global one), and
+    per the album's settings a blocked word in the text or media flagged sensitive. Held for
+    review (pending): the same when the album holds them, and every post of an approve-first album.
+    """
+    if policy.is_taken_down(post.id):
+        logger.debug("#%s: skipped %s: taken down", album.hashtag, post.permalink)
+        return None
+    if policy.is_blocked_author(post.author_handle):
+        logger.debug("#%s: skipped %s: @%s is blocked", album.hashtag, post.permalink, post.author_handle)
+        return None
+    held = False
+    if policy.blocked_word(post.text):
+        if album.blocked_words_action == Album.BlockedWordsAction.SKIP:
+            logger.debug("#%s: skipped %s: a blocked word", album.hashtag, post.permalink)
+            return None
+        held = True
     if post.sensitive:
         if album.sensitive_media == Album.SensitiveMedia.SKIP:
+            logger.debug("#%s: skipped %s: sensitive media", album.hashtag, post.permalink)
             return None
         if album.sensitive_media == Album.SensitiveMedia.HOLD:
-            return Picture.Status.PENDING
-    if album.moderation == Album.Moderation.APPROVE_FIRST:
+            held = True
+    if held or album.moderation == Album.Moderation.APPROVE_FIRST:
         return Picture.Status.PENDING
     return Picture.Status.VISIBLE
 
@@ -100,6 +120,9 @@ class _AlbumFetch:
         self.progress = progress
         self.index = None if dry_run else load_signature_index(album=album)
         self.known = set(Picture.objects.filter(album=album, source=source.name).values_list("media_key", flat=True))
+        # Block lists, read once per album per run; photos a moderator deleted count as known.
+        self.policy = Policy.for_album(album, source=source.name)
+        self.known |= self.policy.deleted_media
 
     def search(self, **cursor) -> Page:
         page = self.source.search(hashtag=self.album.hashtag, **cursor)
@@ -125,7 +148,7 @@ class _AlbumFetch:
         if self.dry_run:
             self.report.new_photos += len(new_photos)
             return
-        status = policy_status(album=self.album, post=post)
+        status = policy_status(album=self.album, post=post, policy=self.policy)
         if status is None:
             self.report.skipped += 1
             return
@@ -135,15 +158,23 @@ class _AlbumFetch:
             except MediaError as exc:
                 self.reject(photo.media_key, post, exc.reason, str(exc))
                 continue
-            outcome = ingest_photo(
-                album=self.album,
-                source=self.source.name,
-                post=post,
-                photo=photo,
-                data=data,
-                index=self.index,
-                status=status,
-            )
+            try:
+                outcome = ingest_photo(
+                    album=self.album,
+                    source=self.source.name,
+                    post=post,
+                    photo=photo,
+                    data=data,
+                    index=self.index,
+                    status=status,
+                )
+            except (DatabaseError, OSError):
+                raise  # the database or the storage is down: the album fails and retries later
+            except Exception as exc:
+                # A bug met by one odd picture must not block the album's other pictures forever.
+                logger.exception("#%s: could not store %s", self.album.hashtag, photo.media_key)
+                self.reject(photo.media_key, post, "internal", f"Internal error: {type(exc).__name__}: {exc}")
+                continue
             self.known.add(photo.media_key)
             if outcome.kind == "added":
                 self.report.added += 1
@@ -300,6 +331,8 @@ def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, er
     fields = {"last_fetch_at": now, **state}
     if report.added:
         fields["collage_stale"] = True
+    # Likes may have changed even when nothing was added: cached pages and ETags follow the version.
+    fields["pictures_version"] = F("pictures_version") + 1
     Album.objects.filter(pk=album.pk).update(**fields)
 
 

@@ -19,7 +19,6 @@ import ipaddress
 import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -240,13 +239,15 @@ def combined_ca_bundle(extra: str) -> str:
     """A PEM file with certifi's authorities plus those in `extra`, for clients that take one
     file and replace their defaults with it (requests' `verify=`, hence twython).
 
-    Written once per content into the temporary folder, under a name derived from its content.
+    Written once per content into EVERHASH_VAR_DIR/ca/, under a name derived from its content.
     """
     try:
         pem = Path(certifi.where()).read_bytes() + b"\n" + Path(extra).read_bytes()
     except OSError as exc:
         raise DownloadError("tls", f"EVERHASH_CA_BUNDLE cannot be read: {exc}") from exc
-    path = Path(tempfile.gettempdir()) / f"everhash-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+    folder = Path(settings.VAR_DIR) / "ca"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"everhash-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
     if not path.exists():
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(pem)

@@ -290,3 +290,28 @@ def test_a_backfill_walk_refreshes_like_counts_for_popular(x_settings, fake_x, m
     fake_x._posts[int(post_id)].likes = 300
     fetch("--album", "sunset", "--backfill")
     assert Picture.objects.get().like_count == 300
+
+
+def test_a_bug_met_by_one_picture_is_recorded_and_the_others_are_stored(
+    x_settings, fake_x, media_server, sunset, monkeypatch
+):
+    import everhash.lib.images as images
+
+    for name in COLOUR_PHOTOS[:3]:
+        add_photo_post(fake_x, media_server, name, photo_bytes(name))
+    real = images.make_renditions
+    calls = []
+
+    def fails_once(verified):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("box offset can't be negative")
+        return real(verified)
+
+    monkeypatch.setattr("pictures.services.make_renditions", fails_once)
+    output = fetch()
+    assert "2 added, 0 duplicates, 1 rejected" in output
+    run = FetchRun.objects.get()
+    assert run.rejections[0]["reason"] == "internal"
+    sunset.refresh_from_db()
+    assert sunset.last_success_at is not None and sunset.failures == 0

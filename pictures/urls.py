@@ -1,0 +1,14 @@
+from django.urls import path
+
+from pictures import views
+
+app_name = "pictures"
+
+urlpatterns = [
+    path("album/<str:hashtag>/hidden/", views.hidden, name="hidden"),
+    path("album/<str:hashtag>/pictures/<int:picture_id>/hide/", views.hide, name="picture-hide"),
+    path("album/<str:hashtag>/pictures/<int:picture_id>/unhide/", views.unhide, name="picture-unhide"),
+    path("album/<str:hashtag>/pictures/<int:picture_id>/approve/", views.approve, name="picture-approve"),
+    path("album/<str:hashtag>/pictures/<int:picture_id>/ban-author/", views.ban_author, name="picture-ban-author"),
+    path("album/<str:hashtag>/banned/<int:block_id>/unban/", views.unban_author, name="unban-author"),
+]

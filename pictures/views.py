@@ -1,0 +1,116 @@
+"""The album owner's tools: hide, unhide, approve a picture, ban its author from the album.
+
+Owners and staff only; everyone else gets a 404, as if the album's pictures had no such page.
+The work is done by pictures/moderation.py, the same functions as the admin's.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from albums.hashtags import normalize_hashtag
+from albums.models import Album
+from pictures import moderation
+from pictures.models import BlockedAuthor, Picture
+
+PAGE_SIZE = 60
+
+
+def _managed_album(request: HttpRequest, hashtag: str) -> Album:
+    """The album if the visitor manages it (its owner or staff); a 404 for anyone else."""
+    try:
+        hashtag = normalize_hashtag(hashtag)
+    except ValidationError:
+        raise Http404("No such album.") from None
+    user = request.user
+    if not user.is_authenticated:
+        raise Http404("No such album.")
+    albums = Album.objects.all() if user.is_staff else Album.objects.filter(owner=user)
+    return get_object_or_404(albums, hashtag=hashtag)
+
+
+def _picture(album: Album, picture_id: int) -> Picture:
+    return get_object_or_404(Picture, pk=picture_id, album=album)
+
+
+def _hidden_url(album: Album) -> str:
+    return reverse("pictures:hidden", args=[album.hashtag])
+
+
+@require_POST
+def hide(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    picture = _picture(album, picture_id)
+    if moderation.hide(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
+        messages.success(request, f"The picture by @{picture.author_handle} is hidden.")
+    return redirect(album)
+
+
+@require_POST
+def unhide(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    picture = _picture(album, picture_id)
+    if moderation.unhide(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
+        messages.success(request, f"The picture by @{picture.author_handle} is shown again.")
+    return redirect(_hidden_url(album))
+
+
+@require_POST
+def approve(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    picture = _picture(album, picture_id)
+    if moderation.approve(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
+        messages.success(request, f"The picture by @{picture.author_handle} is approved.")
+    return redirect(_hidden_url(album))
+
+
+@require_POST
+def ban_author(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    picture = _picture(album, picture_id)
+    _, hidden = moderation.ban_author(source=picture.source, handle=picture.author_handle, album=album, by=request.user)
+    messages.success(
+        request,
+        f"@{picture.author_handle} is banned from #{album.hashtag}: {hidden} picture{'' if hidden == 1 else 's'} "
+        "hidden, and their new posts will be skipped.",
+    )
+    return redirect(album)
+
+
+@require_POST
+def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    block = get_object_or_404(BlockedAuthor, pk=block_id, album=album)
+    moderation.unban_author(source=block.source, handle=block.handle, album=album, by=request.user)
+    messages.success(request, f"@{block.handle} may appear in #{album.hashtag} again (hidden pictures stay hidden).")
+    return redirect(_hidden_url(album))
+
+
+@require_GET
+def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
+    """The album's hidden and pending pictures, to show again or approve, and the authors banned from it."""
+    album = _managed_album(request, hashtag)
+    status = request.GET.get("status", Picture.Status.HIDDEN)
+    if status not in (Picture.Status.HIDDEN, Picture.Status.PENDING):
+        status = Picture.Status.HIDDEN
+    pictures = album.pictures.filter(status=status).newest_first()
+    page = Paginator(pictures, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = dict(
+        album.pictures.exclude(status=Picture.Status.VISIBLE).order_by().values_list("status").annotate(n=Count("id"))
+    )
+    context = {
+        "album": album,
+        "page": page,
+        "status": status,
+        "hidden_count": counts.get(Picture.Status.HIDDEN, 0),
+        "pending_count": counts.get(Picture.Status.PENDING, 0),
+        "banned": BlockedAuthor.objects.filter(album=album).order_by("handle"),
+    }
+    return render(request, "pictures/hidden.html", context)
