@@ -6,6 +6,9 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
@@ -17,11 +20,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, quote_etag
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from albums import pages
+from albums import pages, services
+from albums.forms import AlbumAddForm, AlbumEditForm, AlbumSettingsForm
 from albums.hashtags import normalize_hashtag
-from albums.models import Album
+from albums.models import Album, Follower
 from everhash.emails import absolute_url
 from pictures.models import Picture
 
@@ -76,6 +80,10 @@ def _key_query(request: HttpRequest, album: Album) -> str:
 
 
 def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
+    """304 for anonymous visitors whose copy is current. Signed-in people always get the page:
+    it carries their CSRF token and messages, which a cached copy may not."""
+    if request.user.is_authenticated:
+        return None
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponse(status=304)
         response["ETag"] = etag
@@ -141,9 +149,9 @@ def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
         order = "newest"
     page_number = request.GET.get("page", "1")
     fragment = request.GET.get("fragment") == "1"
-    etag = quote_etag(
-        pages.album_etag(album=album, extra=f"{order}:{page_number}:{fragment}:{_can_manage(request, album)}")
-    )
+    user = request.user
+    following = user.is_authenticated and Follower.objects.filter(album=album, user=user).exists()
+    etag = quote_etag(pages.album_etag(album=album, extra=f"{order}:{page_number}:{fragment}:{user.pk}:{following}"))
     if not_modified := _not_modified(request, etag):
         return not_modified
 
@@ -155,6 +163,7 @@ def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
         "orders": pages.ORDERS,
         "key_query": _key_query(request, album),
         "is_manager": _can_manage(request, album),
+        "following": following,
     }
     if fragment:
         return _cached(render(request, "albums/_grid_items.html", context), etag)
@@ -365,5 +374,151 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     context = {"message": exception.args[0] if exception.args else ""}
     if isinstance(exception, AlbumMissing):
         context["hashtag"] = exception.hashtag
-        context["create_url"] = reverse("admin:albums_album_add") + f"?hashtag={exception.hashtag}"
+        context["create_url"] = reverse("albums:album-add-confirm", args=[exception.hashtag])
     return render(request, "404.html", context, status=404)
+
+
+# --- Owners: adding albums, following, the dashboard ------------------------------
+
+
+def _managed_album_or_404(request: HttpRequest, hashtag: str) -> Album:
+    """An album the signed-in user may change: theirs (or any, for staff). Anyone else: 404."""
+    album = Album.objects.filter(hashtag=hashtag).select_related("owner").first()
+    if album is None or not _can_manage(request, album):
+        raise Http404("No such album among yours.")
+    return album
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def add_album(request: HttpRequest) -> HttpResponse:
+    """Step 1: name a hashtag."""
+    form = AlbumAddForm(request.POST or request.GET or None)
+    if form.is_bound and form.is_valid():
+        return redirect("albums:album-add-confirm", form.cleaned_data["hashtag"])
+    return render(request, "albums/add.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
+    """Step 2: confirm what will be followed; the POST creates the album, due for its first fetch."""
+    try:
+        canonical = normalize_hashtag(hashtag)
+    except ValidationError as exc:
+        return render(
+            request, "albums/add.html", {"form": AlbumAddForm({"hashtag": hashtag}), "error": exc}, status=400
+        )
+    if canonical != hashtag:
+        return redirect("albums:album-add-confirm", canonical)
+    existing = Album.objects.filter(hashtag=canonical).first()
+    if existing is not None and (existing.visibility == Album.Visibility.PUBLIC or _can_manage(request, existing)):
+        messages.info(request, f"#{canonical} already has an album: follow it to get its milestone emails.")
+        return redirect(existing)
+    if request.method == "POST":
+        if existing is not None:
+            # An unlisted album of someone else: say no more than "taken".
+            messages.error(request, f"#{canonical} is taken by an unlisted album.")
+            return redirect("albums:album-add")
+        try:
+            album = services.create_album(owner=request.user, hashtag=canonical)
+        except services.AlbumExists as exc:
+            return redirect(exc.album)
+        messages.success(request, f"Created #{album.hashtag}. The first pictures arrive with the next fetch.")
+        return redirect("albums:dashboard")
+    context = {
+        "hashtag": canonical,
+        "interval": settings.EVERHASH_FETCH_INTERVAL_MINUTES,
+        "taken": existing is not None,
+        "milestones": settings.EVERHASH_MILESTONES,
+    }
+    return render(request, "albums/add_confirm.html", context)
+
+
+@login_required
+@require_POST
+def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
+    album = _album_or_404(request, hashtag)
+    if request.POST.get("follow") == "0":
+        services.unfollow(album=album, user=request.user)
+        messages.success(request, f"You no longer follow #{album.hashtag}.")
+    else:
+        services.follow(album=album, user=request.user)
+        messages.success(request, f"You follow #{album.hashtag}: its milestone emails come to you too.")
+    return redirect(album.get_absolute_url() + (f"?{_key_query(request, album)}" if _key_query(request, album) else ""))
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    visible = Q(pictures__status=Picture.Status.VISIBLE)
+    owned = request.user.albums.annotate(picture_count=Count("pictures", filter=visible)).order_by("hashtag")
+    followed = (
+        Follower.objects.filter(user=request.user)
+        .select_related("album")
+        .annotate(picture_count=Count("album__pictures", filter=Q(album__pictures__status=Picture.Status.VISIBLE)))
+        .order_by("album__hashtag")
+    )
+    return render(request, "albums/dashboard.html", {"owned": owned, "followed": followed})
+
+
+@login_required
+@require_POST
+def album_action(request: HttpRequest, hashtag: str, action: str) -> HttpResponse:
+    """The dashboard's buttons: pause, resume, rotate the secret link, email settings (owner or staff)."""
+    album = _managed_album_or_404(request, hashtag)
+    if action == "pause":
+        services.set_fetching(album=album, active=False)
+        messages.success(request, f"Fetching #{album.hashtag} is paused.")
+    elif action == "resume":
+        services.set_fetching(album=album, active=True)
+        messages.success(request, f"Fetching #{album.hashtag} resumes with the next run.")
+    elif action == "rotate-link":
+        services.rotate_secret(album=album)
+        messages.success(request, f"#{album.hashtag} has a new secret link; the old one no longer works.")
+    elif action == "settings":
+        form = AlbumSettingsForm(request.POST)
+        if not form.is_valid():
+            raise Http404("Unknown setting.")
+        Album.objects.filter(pk=album.pk).update(
+            visibility=form.cleaned_data["visibility"], owner_emails=form.cleaned_data["owner_emails"]
+        )
+        messages.success(request, f"Saved the settings of #{album.hashtag}.")
+    else:
+        raise Http404("Unknown action.")
+    return redirect("albums:dashboard")
+
+
+@login_required
+@require_POST
+def follower_emails(request: HttpRequest, hashtag: str) -> HttpResponse:
+    wanted = request.POST.get("milestone_emails") == "on"
+    updated = Follower.objects.filter(album__hashtag=hashtag, user=request.user).update(milestone_emails=wanted)
+    if not updated:
+        raise Http404("You do not follow this album.")
+    messages.success(request, f"Saved your email settings for #{hashtag}.")
+    return redirect("albums:dashboard")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def edit_album(request: HttpRequest, hashtag: str) -> HttpResponse:
+    album = _managed_album_or_404(request, hashtag)
+    form = AlbumEditForm(request.POST or None, initial={"title": album.title, "description": album.description})
+    if request.method == "POST" and form.is_valid():
+        Album.objects.filter(pk=album.pk).update(**form.cleaned_data)
+        messages.success(request, f"Saved #{album.hashtag}.")
+        return redirect("albums:dashboard")
+    return render(request, "albums/edit.html", {"album": album, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_album(request: HttpRequest, hashtag: str) -> HttpResponse:
+    album = _managed_album_or_404(request, hashtag)
+    if request.method == "POST":
+        services.delete_album(album=album)
+        messages.success(request, f"Deleted #{hashtag} with its pictures.")
+        return redirect("albums:dashboard")
+    count = album.pictures.count()
+    return render(request, "albums/delete_confirm.html", {"album": album, "count": count})

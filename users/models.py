@@ -111,3 +111,24 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class RateLimitCounter(models.Model):
+    """Attempts counted per key and fixed time window (login, sign-up, password reset).
+
+    In the database, so every web worker shares the counts. Keys carry the
+    window's number and a hash of the email or address, never the address itself.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The sweep of expired windows.
+            models.Index(fields=["created"], name="ratelimit_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

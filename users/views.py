@@ -1,16 +1,26 @@
-"""Account pages: personal API tokens (create, shown once; revoke)."""
+"""Account pages: sign-up and activation, sign-in, password reset, deleting the account, API tokens."""
 
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic.edit import FormMixin
+from django_registration.backends.activation.views import ActivationView, RegistrationView
 
+from everhash.emails import absolute_url, send_email
+from users import services
+from users.forms import DeleteAccountForm, LoginForm, ResetForm, SignUpForm
 from users.models import ApiToken
+from users.services import check_rate_limits
 
 # Enough for every script and site someone runs; a bound on rows a single account can create.
 MAX_TOKENS_PER_USER = 20
@@ -45,4 +55,110 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)  # others' tokens: 404
     token.delete()
     messages.success(request, f"Revoked “{token.name}”: programs using it are refused from now on.")
-    return redirect("users:tokens")
+    return redirect("tokens")
+
+
+# --- Sign-up, activation, sign-in, password reset ------------------------------
+
+
+class SignUpView(RegistrationView):
+    """django-registration's two-step (HMAC) workflow, answering the same for known emails."""
+
+    form_class = SignUpForm
+    template_name = "django_registration/registration_form.html"
+
+    def get_form(self, form_class=None):
+        # django-registration insists on a ModelForm of the user model; ours is a plain form
+        # because a "this email is taken" error would tell strangers who has an account.
+        return FormMixin.get_form(self, form_class)
+
+    def post(self, request, *args, **kwargs):
+        wait = check_rate_limits(scope="signup", request=request, email=request.POST.get("email"))
+        if wait:
+            return _limited(request, self.template_name, self.get_form(), wait)
+        return super().post(request, *args, **kwargs)
+
+    def register(self, form):
+        return services.register(
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+            send_activation=self.send_activation_email,
+        )
+
+    def send_activation_email(self, user) -> None:
+        key = self.get_activation_key(user)
+        url = absolute_url(reverse("django_registration_activate")) + f"?activation_key={key}"
+        send_email(
+            to=[user.email],
+            template="activation",
+            context={"activation_url": url, "activation_days": settings.ACCOUNT_ACTIVATION_DAYS},
+        )
+
+
+class ActivateView(ActivationView):
+    """The activation link opens a page whose button activates (link scanners only GET)."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "activation_days": settings.ACCOUNT_ACTIVATION_DAYS}
+
+
+def registration_complete(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "django_registration/registration_complete.html",
+        {"activation_days": settings.ACCOUNT_ACTIVATION_DAYS},
+    )
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        wait = check_rate_limits(scope="login", request=request, email=request.POST.get("username"))
+        if wait:
+            return _limited(request, self.template_name, self.get_form(), wait, extra=self.get_context_data())
+        return super().post(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "registration_open": settings.REGISTRATION_OPEN}
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset: the same answer for known and unknown emails; sent through our email helper."""
+
+    form_class = ResetForm
+
+    def post(self, request, *args, **kwargs):
+        wait = check_rate_limits(scope="password_reset", request=request, email=request.POST.get("email"))
+        if wait:
+            return _limited(request, self.template_name, self.get_form(), wait)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        form.save(request=self.request, use_https=self.request.is_secure(), domain_override=None)
+        return redirect(self.get_success_url())
+
+
+def _limited(request: HttpRequest, template: str, form, wait: int, extra: dict | None = None) -> HttpResponse:
+    """The form again with a clear message, status 429 and Retry-After."""
+    form.is_bound and form.errors  # noqa: B018  (validate, so the fields keep what was typed)
+    form.add_error(None, services.wait_message(wait))
+    response = render(request, template, {**(extra or {}), "form": form}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request: HttpRequest) -> HttpResponse:
+    """Delete my account: my albums go with it (pictures and files included)."""
+    form = DeleteAccountForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        logout(request)
+        services.delete_account(user=user)
+        messages.success(request, "Your account and your albums are deleted.")
+        return redirect("albums:index")
+    albums = request.user.albums.order_by("hashtag")
+    return render(request, "users/delete_account.html", {"form": form, "albums": albums})

@@ -134,7 +134,7 @@ def test_the_email_arrives_through_real_smtp_with_text_html_and_links(album, smt
     assert 'href="https://everhash.example.com/album/sunset/"' in html
     assert html.count("<img ") == 6
     assert 'src="https://everhash.example.com/media/' in html
-    assert "To stop milestone emails" in text
+    assert "To stop milestone emails, change your settings: https://everhash.example.com/accounts/albums/" in text
 
 
 def test_album_data_is_escaped_in_html_and_cannot_inject_headers(owner, smtp_server):

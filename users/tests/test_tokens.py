@@ -43,7 +43,7 @@ def create_on_page(client: Client, name: str = "export script") -> str:
 def test_the_tokens_page_needs_a_signed_in_user(client, db):
     response = client.get("/accounts/tokens/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=/accounts/tokens/")
+    assert response["Location"].startswith("/accounts/login/?next=/accounts/tokens/")
 
 
 def test_a_new_token_is_shown_once_and_only_its_hash_is_stored(client, owner):

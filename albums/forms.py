@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django import forms
+
+from albums.hashtags import normalize_hashtag
+from albums.models import Album
+
+
+class AlbumAddForm(forms.Form):
+    hashtag = forms.CharField(
+        max_length=101,
+        label="Hashtag",
+        widget=forms.TextInput(attrs={"placeholder": "#sunset", "autocomplete": "off", "autofocus": True}),
+    )
+
+    def clean_hashtag(self) -> str:
+        return normalize_hashtag(self.cleaned_data["hashtag"])
+
+
+class AlbumEditForm(forms.Form):
+    title = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class AlbumSettingsForm(forms.Form):
+    visibility = forms.ChoiceField(choices=Album.Visibility.choices, widget=forms.RadioSelect)
+    owner_emails = forms.BooleanField(required=False, label="Email me when the album reaches a milestone")
