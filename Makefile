@@ -51,5 +51,11 @@ test-mariadb: $(VENV)/.installed-test
 	@echo "== Test suite on MariaDB =="
 	.ci/with-mariadb $(BIN)/pytest
 
+## make bench: the benchmarks whose figures are in docs/benchmarks.md (loopback servers only).
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/dedupe_speed.py
+	$(BIN)/python bench/collage.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,769 @@
+"""Ingestion speed: `manage.py fetch_tweets` on 300 photos from the loopback fake X API, against the floor.
+
+    .venv/bin/python bench/ingest.py                   # markdown report on stdout (docs/benchmarks.md)
+    .venv/bin/python bench/ingest.py --rounds 5
+    .venv/bin/python bench/ingest.py --profile         # also one run under cProfile: where the time goes
+
+The pictures: 300 distinct photos made from tweets/sample_data/photos/ (crops, mirror images,
+rotations and filters: different pictures by the product's definition), from 0.3 to 12 megapixels
+spread evenly on a log scale, two thirds JPEG (with sensor-like grain, one in ten with an EXIF
+orientation) and one third PNG. They are generated once, checked to be distinct under
+pictures/dedupe.py, and cached in .bench/ingest/ (gitignored), so reruns start at once.
+
+The pipeline: a throwaway CA (trustme), FakeXAPI on 127.0.0.1 serving the 300 posts of one hashtag
+and their images over HTTPS, a SQLite file migrated once and copied for each round, a media folder
+per round, and the real command `manage.py fetch_tweets --album <tag> --max-pages 10` in a
+subprocess configured through the documented EVERHASH_* variables with DEBUG off, as cron runs it,
+so every step runs: search, download through the safe HTTP helper, sha256, verify and decode,
+dedupe, renditions, storage, rows, milestone emails (to files). Its wall time (Python and Django
+start-up included), CPU time and peak RSS (its own `ru_maxrss`, see LAUNCHER) are measured; each
+round must store all 300 pictures with no duplicate and no rejection, or the benchmark fails.
+
+The floor: the same files, decoded and turned into the same renditions, nothing else: for each file
+`open_verified()` then `make_renditions()`, timed in a fresh single process, with the bytes read
+from disk beforehand (no network, no database, no storage). Floor and pipeline run alternately,
+`--rounds` times; the report gives each round and the medians. Ratio = pipeline pictures/s / floor
+pictures/s, per round (also by CPU time, which other load on a shared machine disturbs less).
+Targets (issue 3): ratio at least 60%, peak memory under 300 MB, dedupe under 5 ms per candidate
+against 100,000 stored signatures (measured here too, with the helpers of bench/dedupe_speed.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import random
+import secrets
+import shutil
+import signal
+import sqlite3
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from everhash.lib.images import make_renditions, open_verified  # noqa: E402
+from pictures.dedupe import Signature, SignatureIndex, compute_signature  # noqa: E402
+
+PHOTOS_DIR = ROOT / "tweets" / "sample_data" / "photos"
+PHOTOS = sorted(path.name for path in PHOTOS_DIR.iterdir() if path.suffix in (".jpg", ".png"))
+# Bump when the pictures change: the cache folder is named after it.
+GENERATOR_VERSION = 2
+CACHE_DIR = ROOT / ".bench" / "ingest"
+HASHTAG = "everhashbench"
+BEARER = "bench-bearer-token"
+MIN_MEGAPIXELS, MAX_MEGAPIXELS = 0.3, 12.0
+# The app's defaults, passed to the command explicitly so that the floor checks the same limit.
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+JPEG_GRAIN = 4.0  # standard deviation, in grey levels, of the grain added to JPEGs
+RUN_TIMEOUT = 600  # seconds: a stuck round is killed, and the benchmark fails
+TARGET_RATIO, TARGET_RSS_MB, TARGET_DEDUPE_MS = 0.60, 300, 5.0
+
+
+# --- The pictures ----------------------------------------------------------------------------
+
+
+def _sepia(image: Image.Image) -> Image.Image:
+    return ImageOps.colorize(ImageOps.grayscale(image), black="#2e1f10", white="#fff4dc")
+
+
+FILTERS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "none": lambda image: image,
+    "greyscale": lambda image: ImageOps.grayscale(image).convert("RGB"),
+    "sepia": _sepia,
+    "brighter": lambda image: ImageEnhance.Brightness(image).enhance(1.3),
+    "contrast": lambda image: ImageEnhance.Contrast(image).enhance(1.4),
+    "invert": ImageOps.invert,
+    "sharpen": lambda image: image.filter(ImageFilter.UnsharpMask(radius=3, percent=250, threshold=0)),
+    "blur": lambda image: image.filter(ImageFilter.GaussianBlur(radius=3)),
+}
+ORIENTATIONS: dict[str, Image.Transpose | None] = {
+    "upright": None,
+    "mirror": Image.Transpose.FLIP_LEFT_RIGHT,
+    "rotate-90": Image.Transpose.ROTATE_90,
+    "rotate-180": Image.Transpose.ROTATE_180,
+    "rotate-270": Image.Transpose.ROTATE_270,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+    "flip": Image.Transpose.FLIP_TOP_BOTTOM,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one benchmark picture is made: candidate ``k`` (its content) at slot ``slot``'s size and format."""
+
+    k: int
+    slot: int
+    photo: str
+    crop: tuple[float, float, float, float]  # left, top, right, bottom as fractions of the photo
+    orientation: str
+    filter: str
+    megapixels: float
+    format: str  # JPEG or PNG
+    quality: int
+    exif_orientation: int  # 1 = none
+
+    @property
+    def name(self) -> str:
+        return f"{self.slot:03d}-{self.k:04d}.{'jpg' if self.format == 'JPEG' else 'png'}"
+
+
+def slot_sizes(count: int) -> list[float]:
+    """Megapixels per slot: from MIN to MAX evenly on a log scale, in a fixed shuffled order."""
+    steps = [i / max(count - 1, 1) for i in range(count)]
+    random.Random(2026).shuffle(steps)
+    return [MIN_MEGAPIXELS * (MAX_MEGAPIXELS / MIN_MEGAPIXELS) ** step for step in steps]
+
+
+def recipe(k: int, slot: int, megapixels: float) -> Recipe:
+    rng = random.Random(f"everhash-bench-{k}")
+    width, height = rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95)
+    left, top = rng.uniform(0, 1 - width), rng.uniform(0, 1 - height)
+    is_png = slot % 3 == 2
+    return Recipe(
+        k=k,
+        slot=slot,
+        photo=PHOTOS[k % len(PHOTOS)],
+        crop=(left, top, left + width, top + height),
+        orientation=rng.choice(list(ORIENTATIONS)),
+        filter=rng.choice(list(FILTERS)),
+        megapixels=megapixels,
+        format="PNG" if is_png else "JPEG",
+        quality=85 + (slot * 7) % 11,
+        exif_orientation=6 if not is_png and slot % 10 == 3 else 1,
+    )
+
+
+def render_picture(plan: Recipe) -> bytes:
+    """The file of one recipe, the same bytes on every machine with the same Pillow and numpy."""
+    with Image.open(PHOTOS_DIR / plan.photo) as source:
+        image = source.convert("RGB")
+    left, top, right, bottom = plan.crop
+    image = image.crop(
+        (round(left * image.width), round(top * image.height), round(right * image.width), round(bottom * image.height))
+    )
+    transpose = ORIENTATIONS[plan.orientation]
+    if transpose is not None:
+        image = image.transpose(transpose)
+    image = FILTERS[plan.filter](image)
+    scale = math.sqrt(plan.megapixels * 1e6 / (image.width * image.height))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if plan.format == "JPEG":
+        # Grain, so that files are as busy as photos from a camera, not smooth upscales.
+        noise = np.random.default_rng(plan.k).standard_normal((size[1], size[0]), dtype=np.float32) * JPEG_GRAIN
+        pixels = np.asarray(image, np.float32) + noise[..., None]
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        exif = Image.Exif()
+        if plan.exif_orientation != 1:
+            exif[0x0112] = plan.exif_orientation
+        image.save(out, "JPEG", quality=plan.quality, exif=exif.tobytes())
+    else:
+        image.save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A rendered recipe, checked the way the app will see it."""
+
+    plan: Recipe
+    path: Path
+    size: int
+    sha256: str
+    width: int  # after EXIF orientation, as stored
+    height: int
+    signature: Signature
+    problem: str  # why the app could not take it ("" when it can)
+
+
+def build_candidate(args: tuple[Recipe, Path]) -> Candidate:
+    """Write a recipe's file, then decode it, sign it and try its renditions, as ingest_photo would."""
+    plan, folder = args
+    data = render_picture(plan)
+    path = folder / plan.name
+    path.write_bytes(data)
+    verified = open_verified(data, max_pixels=MAX_IMAGE_PIXELS)
+    problem = f"{len(data)} bytes, over the download cap" if len(data) > MAX_IMAGE_BYTES else ""
+    try:
+        make_renditions(verified)
+    except Exception as exc:
+        problem = f"make_renditions raised {type(exc).__name__}: {exc}"
+    return Candidate(
+        plan=plan,
+        path=path,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=verified.width,
+        height=verified.height,
+        signature=compute_signature(verified.image),
+        problem=problem,
+    )
+
+
+def generate(count: int, folder: Path, log: Callable[[str], None]) -> dict:
+    """Make ``count`` pictures, all distinct under the dedupe and all accepted by the app.
+
+    Returns the manifest: the pictures, and the candidates refused with the reason.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = slot_sizes(count)
+    index = SignatureIndex()
+    pictures: list[dict] = []
+    refused: list[dict] = []
+
+    def accept(candidate: Candidate) -> bool:
+        plan = candidate.plan
+        problem = candidate.problem
+        if not problem and (duplicate_of := index.find_duplicate(candidate.signature)) is not None:
+            problem = f"a duplicate of the picture of slot {duplicate_of}"
+        if problem:
+            candidate.path.unlink()
+            refused.append(
+                {"k": plan.k, "slot": plan.slot, "size": [candidate.width, candidate.height], "problem": problem}
+            )
+            return False
+        index.add(plan.slot, candidate.signature)
+        pictures.append(
+            {
+                "file": candidate.path.name,
+                "format": plan.format,
+                "width": candidate.width,
+                "height": candidate.height,
+                "bytes": candidate.size,
+                "sha256": candidate.sha256,
+                "recipe": asdict(plan),
+            }
+        )
+        return True
+
+    # Candidate k fills slot k; a slot whose candidate is refused gets the next unused candidates
+    # (other content, the same size and format) until one is accepted.
+    missing: list[int] = []
+    with ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        jobs = ((recipe(slot, slot, sizes[slot]), folder) for slot in range(count))
+        for done, candidate in enumerate(pool.map(build_candidate, jobs, chunksize=4), start=1):
+            if not accept(candidate):
+                missing.append(candidate.plan.slot)
+            if done % 50 == 0:
+                log(f"generated {done}/{count} pictures")
+    k = count
+    for slot in missing:
+        while not accept(build_candidate((recipe(k, slot, sizes[slot]), folder))):
+            k += 1
+            if k > 20 * count:
+                raise RuntimeError("cannot find enough distinct pictures; change the recipes")
+        k += 1
+    for refusal in refused:
+        log(f"refused candidate {refusal['k']} ({refusal['size'][0]}x{refusal['size'][1]}): {refusal['problem']}")
+    log(f"{count} distinct pictures; {len(refused)} candidate(s) refused")
+    pictures.sort(key=lambda entry: entry["recipe"]["slot"])
+    return {"version": GENERATOR_VERSION, "pictures": pictures, "refused": refused}
+
+
+def load_pictures(count: int, log: Callable[[str], None]) -> tuple[Path, dict]:
+    """The cached pictures and their manifest, generated first if the cache is missing or damaged."""
+    folder = CACHE_DIR / f"v{GENERATOR_VERSION}-{count}"
+    path = folder / "manifest.json"
+    if path.exists():
+        manifest = json.loads(path.read_text())
+        intact = len(manifest["pictures"]) == count and all(
+            (folder / e["file"]).is_file()
+            and hashlib.sha256((folder / e["file"]).read_bytes()).hexdigest() == e["sha256"]
+            for e in manifest["pictures"]
+        )
+        if intact:
+            return folder, manifest
+        log(f"{folder} is incomplete or damaged; generating again")
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"generating {count} pictures into {folder} (once; later runs reuse them)")
+    manifest = generate(count, folder, log)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(manifest, indent=1))
+    partial.replace(path)
+    return folder, manifest
+
+
+# --- Measuring processes -----------------------------------------------------------------------
+
+
+# A child's ru_maxrss is not its own peak alone: Linux starts it from the RSS high-water mark of the
+# process that spawned it (exec keeps the larger of the two), and this process holds every picture
+# for the fake API (about 350 MB), so wait4() here would report at least that for any child. This
+# small launcher spawns the measured command instead and reports the command's own figures.
+LAUNCHER = """
+import json, os, subprocess, sys, threading, time
+result, timeout, command = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+started = time.perf_counter()
+process = subprocess.Popen(command)
+watchdog = threading.Timer(timeout, process.kill)
+watchdog.start()
+_, status, usage = os.wait4(process.pid, 0)
+seconds = time.perf_counter() - started
+process.returncode = os.waitstatus_to_exitcode(status)
+watchdog.cancel()
+with open(result, "w") as out:
+    json.dump({"seconds": seconds, "maxrss_kb": usage.ru_maxrss,
+               "cpu_seconds": usage.ru_utime + usage.ru_stime, "returncode": process.returncode}, out)
+"""
+
+
+@dataclass
+class Measured:
+    seconds: float  # wall time of the process, start-up included
+    cpu_seconds: float  # its user + system time
+    peak_rss_mb: float  # its own ru_maxrss, in MB of 10**6 bytes
+    output: str
+
+
+def run_measured(command: list[str], *, env: dict[str, str], output: Path, timeout: float = RUN_TIMEOUT) -> Measured:
+    """Run a command through LAUNCHER and measure it alone: wall time, CPU time, peak RSS."""
+    result = output.with_suffix(".measure.json")
+    launcher = [sys.executable, "-c", LAUNCHER, str(result), str(timeout), *command]
+    with output.open("wb") as out:
+        # A session of its own, so that an interrupted benchmark ends the launcher and the command together.
+        process = subprocess.Popen(
+            launcher, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            process.wait(timeout + 30)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    text = output.read_text(errors="replace")
+    measure = json.loads(result.read_text()) if result.exists() else {"returncode": process.returncode}
+    if process.returncode != 0 or measure["returncode"] != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {measure['returncode']}:\n{text[-3000:]}")
+    return Measured(
+        seconds=measure["seconds"],
+        cpu_seconds=measure["cpu_seconds"],
+        peak_rss_mb=measure["maxrss_kb"] * 1024 / 1e6,
+        output=text,
+    )
+
+
+def floor_worker(folder: Path) -> None:
+    """The floor, in a fresh process: decode and make the renditions of every file, nothing else."""
+    entries = json.loads((folder / "manifest.json").read_text())["pictures"]
+    wall = cpu = 0.0
+    for entry in entries:
+        data = (folder / entry["file"]).read_bytes()  # not timed
+        started, started_cpu = time.perf_counter(), time.process_time()
+        verified = open_verified(data, max_pixels=MAX_IMAGE_PIXELS)
+        make_renditions(verified)
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
+        del data, verified
+    print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "pictures": len(entries)}))
+
+
+def run_floor(folder: Path, work: Path) -> dict:
+    measured = run_measured(
+        [sys.executable, str(Path(__file__).resolve()), "--floor-worker", str(folder)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        output=work / "floor.txt",
+    )
+    result = json.loads(measured.output.strip().splitlines()[-1])
+    return {
+        "seconds": result["seconds"],
+        "cpu_seconds": result["cpu_seconds"],
+        "rate": result["pictures"] / result["seconds"],
+        "peak_rss_mb": measured.peak_rss_mb,
+    }
+
+
+# --- The pipeline ------------------------------------------------------------------------------
+
+SETUP_ALBUM = f"""
+import django; django.setup()
+from albums.models import Album
+from users.models import User
+owner = User.objects.create_user("bench@example.com", None, name="Bench Owner")
+Album.objects.create(owner=owner, hashtag={HASHTAG!r}, title="Benchmark")
+"""
+
+
+@contextlib.contextmanager
+def fake_x_api(work: Path, folder: Path, entries: list[dict]) -> Iterator[tuple[str, str]]:
+    """FakeXAPI on 127.0.0.1 with a throwaway CA, serving one post per picture; yields (url, CA path)."""
+    import trustme
+
+    from tweets.tests.fake_x_api import FakeXAPI
+
+    ca = trustme.CA()
+    ca_path = work / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with FakeXAPI(context, bearer_token=BEARER) as fake:
+        for i, entry in enumerate(entries):
+            content_type = "image/png" if entry["format"] == "PNG" else "image/jpeg"
+            url = fake.add_image(entry["file"], (folder / entry["file"]).read_bytes(), content_type)
+            author = (f"photographer{i % 37}", f"Photographer {i % 37}")
+            photo = (f"3_bench{i:04d}", url, entry["width"], entry["height"], "")
+            fake.add_post(tag=HASHTAG, author=author, likes=i % 50, photos=[photo])
+        yield fake.url, str(ca_path)
+
+
+def pipeline_environment(work: Path, api_url: str, ca_path: str) -> dict[str, str]:
+    """The variables an operator would set, on a clean copy of this environment (no stray S3, MariaDB...)."""
+    stray = ("EVERHASH_", "DB_", "EMAIL_", "AWS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(stray)}
+    (work / "tmp").mkdir(exist_ok=True)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "everhash.settings",
+            # As cron runs it in production: DEBUG off (with DEBUG on, Django also keeps every SQL query).
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "TMPDIR": str(work / "tmp"),  # combined_ca_bundle() writes there: cleaned up with the rest
+            "EVERHASH_X_API_URL": api_url,
+            "EVERHASH_X_BEARER_TOKEN": BEARER,
+            "EVERHASH_CA_BUNDLE": ca_path,
+            "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
+            "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
+            "EVERHASH_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
+            "EVERHASH_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        }
+    )
+    return env
+
+
+def database_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        **env,
+        "EVERHASH_VAR_DIR": str(folder),
+        "EVERHASH_SQLITE_PATH": str(folder / "db.sqlite3"),
+        "MEDIA_ROOT": str(folder / "media"),
+        "EMAIL_FILE_PATH": str(folder / "mail"),
+    }
+
+
+def prepare_template(env: dict[str, str], work: Path) -> Path:
+    """A migrated SQLite database with the owner and the album, copied for each round."""
+    template_env = database_environment(env, work / "template")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=template_env, check=True)
+    subprocess.run([sys.executable, "-c", SETUP_ALBUM], cwd=ROOT, env=template_env, check=True)
+    return Path(template_env["EVERHASH_SQLITE_PATH"])
+
+
+def copy_database(source: Path, target: Path) -> None:
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+def fetch_command(profile: Path | None = None) -> list[str]:
+    command = ["manage.py", "fetch_tweets", "--album", HASHTAG, "--max-pages", "10"]
+    if profile is not None:
+        return [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
+    return [sys.executable, *command]
+
+
+def run_pipeline(env: dict[str, str], template: Path, folder: Path, expected: int, profile: Path | None = None) -> dict:
+    """One fetch_tweets run on a fresh copy of the database and an empty media folder."""
+    round_env = database_environment(env, folder)
+    database = Path(round_env["EVERHASH_SQLITE_PATH"])
+    copy_database(template, database)
+    measured = run_measured(fetch_command(profile), env=round_env, output=folder / "fetch_tweets.txt")
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        started, finished, added, duplicates, rejected, error = db.execute(
+            "SELECT started, finished, pictures_added, duplicates, rejected, error"
+            " FROM tweets_fetchrun ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        stored = db.execute("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM pictures_picture").fetchone()
+    originals = sum(1 for path in (folder / "media" / "originals").rglob("*") if path.is_file())
+    if (added, duplicates, rejected, *stored, originals) != (expected, 0, 0, expected, expected, expected):
+        raise RuntimeError(
+            f"expected {expected} pictures stored, no duplicate, no rejection; got {added} added,"
+            f" {duplicates} duplicates, {rejected} rejected, {stored[0]} rows, {originals} originals."
+            f" {error}\n{measured.output[-3000:]}"
+        )
+    in_fetch = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    shutil.rmtree(folder)  # about a gigabyte of media per round
+    return {
+        "seconds": measured.seconds,
+        "cpu_seconds": measured.cpu_seconds,
+        "rate": expected / measured.seconds,
+        "fetch_album_seconds": in_fetch,
+        "peak_rss_mb": measured.peak_rss_mb,
+    }
+
+
+# --- Dedupe ------------------------------------------------------------------------------------
+
+
+def dedupe_figures(stored: int = 100_000, candidates: int = 200) -> list[tuple[str, np.ndarray, str]]:
+    """find_duplicate against ``stored`` signatures: the usual case and a stored duplicate."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import dedupe_speed
+
+    rng = np.random.default_rng(2024)
+    vectors, hashes = dedupe_speed.random_arrays(stored, rng)
+    index = SignatureIndex.from_rows(
+        (i, v.tobytes(), h.tobytes().hex()) for i, (v, h) in enumerate(zip(vectors, hashes, strict=True))
+    )
+    unrelated = iter(dedupe_speed.signatures(*dedupe_speed.random_arrays(candidates, rng)))
+    usual = dedupe_speed.timings(lambda: index.find_duplicate(next(unrelated)), candidates)
+    picks = rng.choice(stored, candidates, replace=False)
+    noisy = vectors[picks].copy()
+    noisy[:, : dedupe_speed.COLOURS] += rng.normal(0, 0.002, size=(candidates, dedupe_speed.COLOURS))
+    near = iter(dedupe_speed.signatures(noisy.astype(np.float32), dedupe_speed.flip_bits(hashes[picks], 6, rng)))
+    found: list[int | None] = []
+    copies = dedupe_speed.timings(lambda: found.append(index.find_duplicate(next(near))), candidates)
+    hits = sum(answer == int(pick) for answer, pick in zip(found, picks, strict=True))
+    return [
+        ("nothing similar stored (the usual case)", usual, ""),
+        ("a re-encoded copy of a stored picture", copies, f"{hits}/{candidates} found"),
+    ]
+
+
+# --- Profile -----------------------------------------------------------------------------------
+
+# (stage, file suffix, function): cumulative times read from the profile.
+STAGES = [
+    ("the whole command", "django/core/management/__init__.py", "execute_from_command_line"),
+    ("Django start-up", "django/__init__.py", "setup"),
+    ("fetch_album", "tweets/services.py", "fetch_album"),
+    ("search pages (twython)", "tweets/x_api.py", "search"),
+    ("download (safehttp)", "everhash/lib/safehttp.py", "fetch"),
+    ("ingest_photo", "pictures/services.py", "ingest_photo"),
+    ("  sha256", "~", "<built-in method _hashlib.openssl_sha256>"),
+    ("  verify and decode", "everhash/lib/images.py", "open_verified"),
+    ("  dedupe signature", "pictures/dedupe.py", "compute_signature"),
+    ("  dedupe search", "pictures/dedupe.py", "find_duplicate"),
+    ("  renditions", "everhash/lib/images.py", "make_renditions"),
+    ("    resize", "everhash/lib/images.py", "_render_from"),
+    ("    JPEG encode", "everhash/lib/images.py", "encode_jpeg"),
+    ("  storage", "pictures/services.py", "store_file"),
+    ("milestones and emails", "albums/services.py", "update_milestones"),
+]
+
+
+def profile_summary(path: Path) -> list[str]:
+    stats = pstats.Stats(str(path))
+    raw = stats.stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, _, ct, _) in raw.values())
+    lines = ["| stage | function | calls | cumulative s | share |", "|---|---|---|---|---|"]
+    for label, suffix, name in STAGES:
+        found = [
+            (nc, ct) for (file, _, func), (_, nc, _, ct, _) in raw.items() if func == name and file.endswith(suffix)
+        ]
+        if found:
+            calls, seconds = sum(f[0] for f in found), sum(f[1] for f in found)
+            lines.append(f"| {label} | `{name}` | {calls} | {seconds:.2f} | {seconds / total:.0%} |")
+    lines += ["", "Top functions by own time:", "", "| function | calls | own s | share |", "|---|---|---|---|"]
+    ranked = sorted(raw.items(), key=lambda item: -item[1][2])[:15]
+    for (file, line, func), (_, nc, tt, _, _) in ranked:
+        where = func if file == "~" else f"{func} ({Path(file).name}:{line})"
+        lines.append(f"| `{where}` | {nc} | {tt:.2f} | {tt / total:.0%} |")
+    return lines
+
+
+# --- Report ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import django
+    import PIL
+
+    return (
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs (`nproc`), {cpu}; Python"
+        f" {platform.python_version()}, Django {django.__version__}, Pillow {PIL.__version__},"
+        f" numpy {np.__version__}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def describe(entries: list[dict]) -> str:
+    megapixels = sorted(e["width"] * e["height"] / 1e6 for e in entries)
+    pngs = sum(e["format"] == "PNG" for e in entries)
+    size = sum(e["bytes"] for e in entries) / 1e6
+    return (
+        f"{len(entries)} distinct pictures ({len(entries) - pngs} JPEG, {pngs} PNG), {megapixels[0]:.2f} to"
+        f" {megapixels[-1]:.2f} megapixels (median {statistics.median(megapixels):.2f},"
+        f" {sum(megapixels):.0f} in all), {size:.0f} MB of files."
+    )
+
+
+def refusals(manifest: dict) -> str:
+    """The candidates refused while generating, grouped by reason (app failures first)."""
+    reasons: dict[str, list[str]] = {}
+    for refusal in manifest["refused"]:
+        reason = refusal["problem"]
+        if reason.startswith("a duplicate"):
+            reason = "a duplicate of an earlier picture"
+        reasons.setdefault(reason, []).append("x".join(map(str, refusal["size"])))
+    if not reasons:
+        return "No candidate was refused while generating them."
+    parts = [f"{len(sizes)} because {reason} ({', '.join(sizes)})" for reason, sizes in sorted(reasons.items())]
+    return f"Candidates refused while generating them (replaced by others): {'; '.join(parts)}."
+
+
+def report(manifest: dict, rounds: list[dict], dedupe: list, started: float, args) -> str:
+    entries = manifest["pictures"]
+    out = [f"Pictures: {describe(entries)} {refusals(manifest)}", ""]
+    out.append(
+        "| round | floor s | floor CPU s | floor pictures/s | pipeline s | pipeline CPU s | pipeline pictures/s"
+        " | ratio | ratio by CPU time | pipeline peak RSS MB | floor peak RSS MB |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def line(label: str, floor: dict, pipe: dict, ratio: float, cpu_ratio: float) -> str:
+        return (
+            f"| {label} | {floor['seconds']:.1f} | {floor['cpu_seconds']:.1f} | {floor['rate']:.2f}"
+            f" | {pipe['seconds']:.1f} | {pipe['cpu_seconds']:.1f} | {pipe['rate']:.2f}"
+            f" | {ratio:.0%} | {cpu_ratio:.0%} | {pipe['peak_rss_mb']:.0f} | {floor['peak_rss_mb']:.0f} |"
+        )
+
+    for n, r in enumerate(rounds, start=1):
+        out.append(line(str(n), r["floor"], r["pipeline"], r["ratio"], r["cpu_ratio"]))
+
+    def median(kind: str) -> dict:
+        keys = rounds[0][kind].keys()
+        return {key: statistics.median(r[kind][key] for r in rounds) for key in keys}
+
+    ratio = statistics.median(r["ratio"] for r in rounds)
+    cpu_ratio = statistics.median(r["cpu_ratio"] for r in rounds)
+    pipe = median("pipeline")
+    out.append(line("**median**", median("floor"), pipe, ratio, cpu_ratio))
+    out += [
+        "",
+        f"Of the pipeline's median {pipe['seconds']:.1f} s, fetch_album itself (its FetchRun) took"
+        f" {pipe['fetch_album_seconds']:.1f} s; the rest is the interpreter and Django starting, the lock"
+        " and the milestone emails.",
+    ]
+    peak = max(r["pipeline"]["peak_rss_mb"] for r in rounds)
+    usual = float(np.median(dedupe[0][1]))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    out += ["", "| figure | value | target | |", "|---|---|---|---|"]
+    out.append(
+        f"| pipeline throughput / floor throughput (median of the per-round ratios, wall time) | {ratio:.0%}"
+        f" | at least 60% | {verdict(ratio >= TARGET_RATIO)} |"
+    )
+    out.append(
+        f"| the same by CPU time (less sensitive to other load on the machine) | {cpu_ratio:.0%}"
+        f" | at least 60% | {verdict(cpu_ratio >= TARGET_RATIO)} |"
+    )
+    out.append(
+        f"| peak RSS of the ingesting process (worst round) | {peak:.0f} MB | under 300 MB |"
+        f" {verdict(peak < TARGET_RSS_MB)} |"
+    )
+    out.append(
+        f"| dedupe per candidate against 100,000 signatures (median, usual case) | {usual:.2f} ms |"
+        f" under 5 ms | {verdict(usual < TARGET_DEDUPE_MS)} |"
+    )
+    out += ["", "Dedupe, `find_duplicate` against 100,000 stored signatures, in the same run:", ""]
+    out += ["| situation | median ms | p99 ms | max ms | candidates | note |", "|---|---|---|---|---|---|"]
+    for label, ms, note in dedupe:
+        out.append(
+            f"| {label} | {np.median(ms):.3f} | {np.percentile(ms, 99):.3f} | {ms.max():.3f} | {len(ms)} | {note} |"
+        )
+    out += [
+        "",
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. Load average"
+        f" {os.getloadavg()[0]:.2f} at the end. {args.rounds} rounds, {time.monotonic() - started:.0f} s in all.",
+    ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300, help="pictures (default 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="floor and pipeline runs, alternately (default 3)")
+    parser.add_argument("--profile", action="store_true", help="also run the pipeline once under cProfile")
+    parser.add_argument("--floor-worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_worker:
+        floor_worker(args.floor_worker)
+        return
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds: the round's processes, the server and the temp folder go
+
+    signal.signal(signal.SIGTERM, terminate)
+    started = time.monotonic()
+    folder, manifest = load_pictures(args.count, log)
+    entries = manifest["pictures"]
+    log(describe(entries))
+    rounds: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="everhash-bench-ingest-") as tmp:
+        work = Path(tmp)
+        with fake_x_api(work, folder, entries) as (api_url, ca_path):
+            env = pipeline_environment(work, api_url, ca_path)
+            template = prepare_template(env, work)
+            log("database migrated; fake X API on " + api_url)
+            for n in range(1, args.rounds + 1):
+                floor = run_floor(folder, work)
+                log(
+                    f"round {n}: floor {floor['seconds']:.1f} s ({floor['rate']:.2f} pictures/s),"
+                    f" peak RSS {floor['peak_rss_mb']:.0f} MB"
+                )
+                pipe = run_pipeline(env, template, work / f"round-{n}", len(entries))
+                log(
+                    f"round {n}: pipeline {pipe['seconds']:.1f} s ({pipe['rate']:.2f} pictures/s),"
+                    f" peak RSS {pipe['peak_rss_mb']:.0f} MB"
+                )
+                rounds.append(
+                    {
+                        "floor": floor,
+                        "pipeline": pipe,
+                        "ratio": pipe["rate"] / floor["rate"],
+                        "cpu_ratio": floor["cpu_seconds"] / pipe["cpu_seconds"],
+                    }
+                )
+            profile_lines: list[str] = []
+            if args.profile:
+                profile = work / "fetch_tweets.prof"
+                pipe = run_pipeline(env, template, work / "profiled", len(entries), profile=profile)
+                log(f"profiled pipeline: {pipe['seconds']:.1f} s")
+                profile_lines = profile_summary(profile)
+    log("measuring dedupe against 100,000 signatures")
+    dedupe = dedupe_figures()
+    print(report(manifest, rounds, dedupe, started, args))
+    if profile_lines:
+        print("\nProfile of one more pipeline run (cProfile, which slows Python-heavy code down):\n")
+        print("\n".join(profile_lines))
+
+
+if __name__ == "__main__":
+    main()
