@@ -251,3 +251,13 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+SCREENSHOTS = Path(__file__).resolve().parent / "docs" / "screenshots"
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = SCREENSHOTS if os.environ.get("EVERHASH_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -5,6 +5,7 @@ import io
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -70,6 +71,23 @@ def _canonical(request: HttpRequest, hashtag: str, view: str, *args: str) -> tup
         query = f"?{request.GET.urlencode()}" if request.GET else ""
         return canonical, redirect(reverse(view, args=[canonical, *args]) + query, permanent=True)
     return canonical, None
+
+
+def album_view(view_name: str):
+    """Views of one album: a non-canonical hashtag redirects to `view_name`'s canonical URL, and
+    an album the visitor may not see is a 404; the view gets the album instead of the hashtag."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request: HttpRequest, hashtag: str, **kwargs) -> HttpResponse:
+            canonical, redirect_response = _canonical(request, hashtag, view_name, *kwargs.values())
+            if redirect_response:
+                return redirect_response
+            return view(request, _album_or_404(request, canonical), **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _key_query(request: HttpRequest, album: Album) -> str:
@@ -139,11 +157,8 @@ def go(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:album-detail")
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
+@album_view("albums:album-detail")
+def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
     order = request.GET.get("order", "newest")
     if order not in pages.ORDERS:
         order = "newest"
@@ -187,11 +202,8 @@ def album_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
 
 
 @require_GET
-def popular(request: HttpRequest, hashtag: str) -> HttpResponse:
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:popular")
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
+@album_view("albums:popular")
+def popular(request: HttpRequest, album: Album) -> HttpResponse:
     etag = quote_etag(pages.album_etag(album=album, extra="popular"))
     if not_modified := _not_modified(request, etag):
         return not_modified
@@ -213,11 +225,8 @@ def popular(request: HttpRequest, hashtag: str) -> HttpResponse:
 
 
 @require_GET
-def by_author(request: HttpRequest, hashtag: str, handle: str) -> HttpResponse:
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:by-author", handle)
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
+@album_view("albums:by-author")
+def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
     pictures = album.pictures.visible().filter(author_handle__iexact=handle).newest_first()
     page = Paginator(pictures, PAGE_SIZE).get_page(request.GET.get("page"))
     if not page.paginator.count:
@@ -233,11 +242,8 @@ def by_author(request: HttpRequest, hashtag: str, handle: str) -> HttpResponse:
 
 
 @require_GET
-def slideshow(request: HttpRequest, hashtag: str) -> HttpResponse:
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:slideshow")
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
+@album_view("albums:slideshow")
+def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
     try:
         interval = min(max(int(request.GET.get("interval", "8")), 1), 120)
         poll = min(max(int(request.GET.get("poll", "30")), 1), 600)
@@ -272,12 +278,9 @@ def picture_json(picture: Picture) -> dict:
 
 
 @require_GET
-def feed(request: HttpRequest, hashtag: str) -> HttpResponse:
+@album_view("albums:feed")
+def feed(request: HttpRequest, album: Album) -> HttpResponse:
     """The slideshow's small JSON feed: the newest pictures, or those after `?after=<id>`."""
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:feed")
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
     etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.get('after', '')}"))
     if not_modified := _not_modified(request, etag):
         return not_modified
@@ -354,12 +357,9 @@ def _zip_chunks(album: Album) -> Iterator[bytes]:
 
 
 @require_GET
-def download(request: HttpRequest, hashtag: str) -> HttpResponse:
+@album_view("albums:download")
+def download(request: HttpRequest, album: Album) -> HttpResponse:
     """The album's originals and a CSV manifest, as a streamed zip. Owner and staff only."""
-    hashtag, redirect_response = _canonical(request, hashtag, "albums:download")
-    if redirect_response:
-        return redirect_response
-    album = _album_or_404(request, hashtag)
     if not _can_manage(request, album):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())

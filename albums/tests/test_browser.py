@@ -6,14 +6,12 @@ Set EVERHASH_SCREENSHOTS=1 to write the screenshots into docs/screenshots/ (othe
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from albums.models import Album
@@ -22,16 +20,8 @@ from pictures.models import Picture
 from pictures.services import ingest_photo, load_signature_index
 from tweets.sources import Photo, Post
 
-SCREENSHOTS = Path(django_settings.BASE_DIR) / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = SCREENSHOTS if os.environ.get("EVERHASH_SCREENSHOTS") else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

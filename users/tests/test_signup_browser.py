@@ -10,7 +10,7 @@ from users.models import User
 PASSWORD = "a-long-Passphrase-42"
 
 
-def test_a_newcomer_signs_up_activates_signs_in_and_adds_an_album(browser, live_server, smtp_server, settings):
+def test_a_newcomer_signs_up_activates_signs_in_and_adds_an_album(browser, live_server, smtp_server, settings, shots):
     settings.EVERHASH_SITE_URL = live_server.url
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
@@ -19,6 +19,7 @@ def test_a_newcomer_signs_up_activates_signs_in_and_adds_an_album(browser, live_
     page.get_by_label("Email").fill("browser.user@example.com")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password again").fill(PASSWORD)
+    page.screenshot(path=shots / "signup-phone.jpg")
     page.get_by_role("button", name="Sign up").click()
     page.wait_for_url("**/accounts/register/complete/")
     assert "Check your email" in page.content()
@@ -44,6 +45,7 @@ def test_a_newcomer_signs_up_activates_signs_in_and_adds_an_album(browser, live_
     page.get_by_role("button", name="Create #browserparty").click()
     page.wait_for_url("**/accounts/albums/")
     assert "Created #browserparty" in page.content()
+    page.screenshot(path=shots / "dashboard-phone.jpg", full_page=True)
     assert page.locator(".dashboard h2").first.inner_text() == "#browserparty"
     assert Album.objects.get(hashtag="browserparty").owner.email == "browser.user@example.com"
     context.close()
