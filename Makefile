@@ -56,6 +56,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dedupe_speed.py
 	$(BIN)/python bench/collage.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

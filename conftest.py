@@ -29,6 +29,9 @@ def _isolated_media(settings, tmp_path):
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    from django.core.cache import cache
+
+    cache.clear()  # rendered pages, charts and API pages from another test
 
 
 @pytest.fixture

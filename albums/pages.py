@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.core.cache import cache
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
 
 CHART_DAYS = 30
+# How long derived figures (chart, counts, rendered pages) stay in the cache; their keys carry
+# the album's pictures_version, so a change shows at once whatever this is.
+CACHE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -50,26 +53,48 @@ class Bar:
 
 
 def daily_chart(*, album: Album, days: int = CHART_DAYS, width: int = 300, height: int = 60) -> list[Bar]:
-    """Pictures added per day over the last `days` days, as SVG bar geometry (one query)."""
+    """Pictures added per day over the last `days` days, as SVG bar geometry.
+
+    One query over the index range of the last `days` days, counting each day with a
+    conditional aggregate (grouping by a date function would run it on every row, which
+    SQLite cannot do from an index), cached per album version and day.
+    """
     today = timezone.localdate()
     start = today - timedelta(days=days - 1)
-    rows = (
-        album.pictures.visible()
-        .filter(added_at__date__gte=start)
-        .annotate(day=TruncDate("added_at"))
-        .values("day")
-        .annotate(n=Count("id"))
-    )
-    counts = {row["day"]: row["n"] for row in rows}
-    peak = max(counts.values(), default=0) or 1
+    key = f"everhash:chart:{album.pk}:{album.pictures_version}:{today}:{days}"
+    counts = cache.get(key)
+    if counts is None:
+        zone = timezone.get_current_timezone()
+        edges = [datetime.combine(start + timedelta(days=i), time.min, tzinfo=zone) for i in range(days + 1)]
+        totals = (
+            album.pictures.visible()
+            .filter(added_at__gte=edges[0], added_at__lt=edges[-1])
+            .aggregate(
+                **{
+                    f"d{i}": Count("id", filter=Q(added_at__gte=edges[i], added_at__lt=edges[i + 1]))
+                    for i in range(days)
+                }
+            )
+        )
+        counts = [totals[f"d{i}"] for i in range(days)]
+        cache.set(key, counts, CACHE_SECONDS)
+    peak = max(counts, default=0) or 1
     step = width // days
     bars = []
-    for i in range(days):
-        day = start + timedelta(days=i)
-        n = counts.get(day, 0)
+    for i, n in enumerate(counts):
         h = round((height - 2) * n / peak) if n else 0
-        bars.append(Bar(day=day, count=n, x=i * step, y=height - h, height=h))
+        bars.append(Bar(day=start + timedelta(days=i), count=n, x=i * step, y=height - h, height=h))
     return bars
+
+
+def visible_count(*, album: Album) -> int:
+    """The album's visible pictures, counted once per album version."""
+    key = f"everhash:count:{album.pk}:{album.pictures_version}"
+    count = cache.get(key)
+    if count is None:
+        count = album.pictures.visible().count()
+        cache.set(key, count, CACHE_SECONDS)
+    return count
 
 
 def cover(*, album: Album) -> dict | None:
@@ -102,6 +127,7 @@ def album_etag(*, album: Album, extra: str = "") -> str:
         album.title,
         album.description,
         album.visibility,
+        album.secret,  # links inside an unlisted album carry it
         album.is_active,
         album.last_fetch_at,
         album.next_fetch_at,

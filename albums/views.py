@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
@@ -115,6 +116,27 @@ def _cached(response: HttpResponse, etag: str) -> HttpResponse:
     return response
 
 
+def _page_cache_key(request: HttpRequest, etag: str) -> str | None:
+    """Anonymous visitors share rendered pages: the ETag already names everything they show
+    (the album, its pictures' version, the day, the page). Signed-in people get their own."""
+    if request.user.is_authenticated:
+        return None
+    return f"everhash:page:{request.get_host()}:{request.path}:{etag}"
+
+
+def _from_page_cache(request: HttpRequest, etag: str) -> HttpResponse | None:
+    key = _page_cache_key(request, etag)
+    body = cache.get(key) if key else None
+    return None if body is None else _cached(HttpResponse(body), etag)
+
+
+def _to_page_cache(request: HttpRequest, etag: str, response: HttpResponse) -> HttpResponse:
+    key = _page_cache_key(request, etag)
+    if key and response.status_code == 200:
+        cache.set(key, response.content, pages.CACHE_SECONDS)
+    return _cached(response, etag)
+
+
 def _og(request: HttpRequest, album: Album, *, title: str, description: str, path: str, cover: dict | None) -> dict:
     """OpenGraph/Twitter-card data with absolute URLs; the image is the collage or the top picture."""
     key_query = _key_query(request, album)
@@ -169,8 +191,12 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
     etag = quote_etag(pages.album_etag(album=album, extra=f"{order}:{page_number}:{fragment}:{user.pk}:{following}"))
     if not_modified := _not_modified(request, etag):
         return not_modified
+    if cached := _from_page_cache(request, etag):
+        return cached
 
-    page = Paginator(pages.visible_pictures(album, order), PAGE_SIZE).get_page(page_number)
+    paginator = Paginator(pages.visible_pictures(album, order), PAGE_SIZE)
+    paginator.count = pages.visible_count(album=album)  # cached per album version
+    page = paginator.get_page(page_number)
     context = {
         "album": album,
         "page": page,
@@ -181,7 +207,7 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
         "following": following,
     }
     if fragment:
-        return _cached(render(request, "albums/_grid_items.html", context), etag)
+        return _to_page_cache(request, etag, render(request, "albums/_grid_items.html", context))
     count = page.paginator.count
     cover = pages.cover(album=album)
     context.update(
@@ -198,7 +224,7 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
             cover=cover,
         ),
     )
-    return _cached(render(request, "albums/album_detail.html", context), etag)
+    return _to_page_cache(request, etag, render(request, "albums/album_detail.html", context))
 
 
 @require_GET
@@ -207,6 +233,8 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
     etag = quote_etag(pages.album_etag(album=album, extra="popular"))
     if not_modified := _not_modified(request, etag):
         return not_modified
+    if cached := _from_page_cache(request, etag):
+        return cached
     pictures = list(album.pictures.visible().most_liked()[:POPULAR_SIZE])
     context = {
         "album": album,
@@ -221,7 +249,7 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
             cover=pages.cover(album=album),
         ),
     }
-    return _cached(render(request, "albums/popular.html", context), etag)
+    return _to_page_cache(request, etag, render(request, "albums/popular.html", context))
 
 
 @require_GET

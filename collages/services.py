@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.core.files.storage import default_storage
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
 
@@ -223,6 +223,7 @@ def _build_claimed(*, album: Album, force: bool) -> CollageResult:
         return CollageResult(album, Outcome.CONFLICT, collage)
     if current is not None:
         _delete_files([current.image_key, current.square_key])
+    _cover_changed(album)
     return CollageResult(album, Outcome.BUILT, collage)
 
 
@@ -285,6 +286,7 @@ def _delete(collage: Collage) -> bool:
     deleted, _ = Collage.objects.filter(pk=collage.pk, fingerprint=collage.fingerprint).delete()
     if deleted:
         _delete_files([collage.image_key, collage.square_key])
+        _cover_changed(collage.album)
     return bool(deleted)
 
 
@@ -292,6 +294,12 @@ def _delete_files(keys: Iterable[str]) -> None:
     for key in set(keys):
         if key and not Collage.objects.filter(Q(image_key=key) | Q(square_key=key)).exists():
             default_storage.delete(key)
+
+
+def _cover_changed(album: Album) -> None:
+    """The album's pages show a new cover: move the version their caches and ETags follow on
+    (without marking the collage stale, which would only build it again)."""
+    Album.objects.filter(pk=album.pk).update(pictures_version=F("pictures_version") + 1)
 
 
 def _mark_stale(album: Album) -> None:
