@@ -11,4 +11,6 @@ urlpatterns = [
     path("album/<str:hashtag>/pictures/<int:picture_id>/approve/", views.approve, name="picture-approve"),
     path("album/<str:hashtag>/pictures/<int:picture_id>/ban-author/", views.ban_author, name="picture-ban-author"),
     path("album/<str:hashtag>/banned/<int:block_id>/unban/", views.unban_author, name="unban-author"),
+    path("album/<str:hashtag>/blocked-words/", views.block_word, name="block-word"),
+    path("album/<str:hashtag>/blocked-words/<int:word_id>/remove/", views.unblock_word, name="unblock-word"),
 ]

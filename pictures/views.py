@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
 from pictures import moderation
-from pictures.models import BlockedAuthor, Picture
+from pictures.models import BlockedAuthor, BlockedWord, Picture
 
 PAGE_SIZE = 60
 
@@ -112,5 +112,30 @@ def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
         "hidden_count": counts.get(Picture.Status.HIDDEN, 0),
         "pending_count": counts.get(Picture.Status.PENDING, 0),
         "banned": BlockedAuthor.objects.filter(album=album).order_by("handle"),
+        "blocked_words": BlockedWord.objects.filter(album=album).order_by("word"),
     }
     return render(request, "pictures/hidden.html", context)
+
+
+@require_POST
+def block_word(request: HttpRequest, hashtag: str) -> HttpResponse:
+    """The owner's own blocked words: new posts containing one are skipped or held (album setting)."""
+    album = _managed_album(request, hashtag)
+    try:
+        blocked = moderation.block_word(word=request.POST.get("word", ""), album=album, by=request.user)
+    except moderation.ModerationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"New posts with “{blocked.word}” are {album.get_blocked_words_action_display().lower()}."
+        )
+    return redirect(_hidden_url(album))
+
+
+@require_POST
+def unblock_word(request: HttpRequest, hashtag: str, word_id: int) -> HttpResponse:
+    album = _managed_album(request, hashtag)
+    blocked = get_object_or_404(BlockedWord, pk=word_id, album=album)
+    moderation.unblock_word(word=blocked.word, album=album, by=request.user)
+    messages.success(request, f"“{blocked.word}” is no longer blocked in #{album.hashtag}.")
+    return redirect(_hidden_url(album))

@@ -204,3 +204,21 @@ def test_the_hidden_page_pages_through_many_pictures(client, owner, album):
     assert 'href="?status=hidden&amp;page=2"' in first.content.decode()
     assert len(client.get("/album/sunset/hidden/?page=2").context["page"].object_list) == 1
     assert client.get("/album/sunset/hidden/?status=bogus&page=zz").status_code == 200
+
+
+def test_an_owner_blocks_and_unblocks_words_for_their_album(client, owner, other, album):
+    from pictures.models import BlockedWord
+
+    client.force_login(owner)
+    client.post("/album/sunset/blocked-words/", {"word": "  Spam  Offer "})
+    blocked = BlockedWord.objects.get(album=album)
+    assert blocked.word == "spam offer"
+    assert "spam offer" in client.get("/album/sunset/hidden/").content.decode()
+    response = client.post("/album/sunset/blocked-words/", {"word": "!!!"}, follow=True)
+    assert "at least one letter or digit" in response.content.decode()
+    client.force_login(other)
+    assert client.post(f"/album/sunset/blocked-words/{blocked.pk}/remove/").status_code == 404
+    assert client.post("/album/sunset/blocked-words/", {"word": "x"}).status_code == 404
+    client.force_login(owner)
+    client.post(f"/album/sunset/blocked-words/{blocked.pk}/remove/")
+    assert not BlockedWord.objects.exists()
