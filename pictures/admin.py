@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from albums.models import Album
+from everhash.lib.admin import ReadOnlyAdmin
 from pictures import moderation
 from pictures.models import (
     BlockedAuthor,
@@ -480,7 +481,7 @@ class DeletedMediaAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModerationAction)
-class ModerationActionAdmin(admin.ModelAdmin):
+class ModerationActionAdmin(ReadOnlyAdmin):
     """The audit log: readable, never editable."""
 
     list_display = ["created", "user", "action", "where", "handle", "post_id", "count", "short_detail"]
@@ -496,12 +497,3 @@ class ModerationActionAdmin(admin.ModelAdmin):
     @admin.display(description="detail")
     def short_detail(self, action: ModerationAction) -> str:
         return action.detail[:100]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

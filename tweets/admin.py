@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from everhash.lib.admin import ReadOnlyAdmin
 from tweets.models import FetchRun
 
 
@@ -21,7 +22,7 @@ class FailedFilter(admin.SimpleListFilter):
 
 
 @admin.register(FetchRun)
-class FetchRunAdmin(admin.ModelAdmin):
+class FetchRunAdmin(ReadOnlyAdmin):
     """Fetch history: readable, never editable."""
 
     list_display = [
@@ -44,12 +45,3 @@ class FetchRunAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, run: FetchRun) -> str:
         return run.error[:100]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
