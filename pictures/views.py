@@ -44,31 +44,22 @@ def _hidden_url(album: Album) -> str:
     return reverse("pictures:hidden", args=[album.hashtag])
 
 
-@require_POST
-def hide(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
-    album = _managed_album(request, hashtag)
-    picture = _picture(album, picture_id)
-    if moderation.hide(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
-        messages.success(request, f"The picture by @{picture.author_handle} is hidden.")
-    return redirect(album)
+# What each single-picture button does: the service, the message, and where to go back to.
+PICTURE_ACTIONS = {
+    "hide": (moderation.hide, "is hidden", "album"),
+    "unhide": (moderation.unhide, "is shown again", "hidden"),
+    "approve": (moderation.approve, "is approved", "hidden"),
+}
 
 
 @require_POST
-def unhide(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+def picture_action(request: HttpRequest, hashtag: str, picture_id: int, action: str) -> HttpResponse:
     album = _managed_album(request, hashtag)
     picture = _picture(album, picture_id)
-    if moderation.unhide(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
-        messages.success(request, f"The picture by @{picture.author_handle} is shown again.")
-    return redirect(_hidden_url(album))
-
-
-@require_POST
-def approve(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
-    album = _managed_album(request, hashtag)
-    picture = _picture(album, picture_id)
-    if moderation.approve(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
-        messages.success(request, f"The picture by @{picture.author_handle} is approved.")
-    return redirect(_hidden_url(album))
+    service, done, back = PICTURE_ACTIONS[action]
+    if service(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
+        messages.success(request, f"The picture by @{picture.author_handle} {done}.")
+    return redirect(album if back == "album" else _hidden_url(album))
 
 
 @require_POST

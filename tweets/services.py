@@ -328,11 +328,9 @@ def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, er
         error=error[:5000],
         rejections=report.rejections[:200],
     )
-    fields = {"last_fetch_at": now, **state}
-    if report.added:
-        fields["collage_stale"] = True
-    # Likes may have changed even when nothing was added: cached pages and ETags follow the version.
-    fields["pictures_version"] = F("pictures_version") + 1
+    # Each stored picture already marked the collage stale (pictures_changed); likes may have
+    # changed even when nothing was added, so cached pages and ETags move on too.
+    fields = {"last_fetch_at": now, "pictures_version": F("pictures_version") + 1, **state}
     Album.objects.filter(pk=album.pk).update(**fields)
 
 
