@@ -256,6 +256,39 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def csp_violations() -> list[str]:
+    """What the browser reported as blocked by the Content-Security-Policy in this test."""
+    return []
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request, csp_violations):
+    """Every browser test also proves our pages run under the CSP (everhash/middleware.py)."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
+    new_context = browser.new_context
+
+    def watched_context(*args, **kwargs):
+        context = new_context(*args, **kwargs)
+
+        def on_console(message) -> None:
+            if "Content Security Policy" in message.text:
+                csp_violations.append(message.text)
+
+        context.on("console", on_console)
+        return context
+
+    browser.new_context = watched_context
+    try:
+        yield
+    finally:
+        browser.new_context = new_context
+    assert not csp_violations, csp_violations
+
+
 SCREENSHOTS = Path(__file__).resolve().parent / "docs" / "screenshots"
 
 

@@ -58,6 +58,7 @@ def server_environment(folder: Path) -> dict[str, str]:
         "EVERHASH_VAR_DIR": str(folder),
         "EVERHASH_SQLITE_PATH": str(folder / "bench.sqlite3"),
         "MEDIA_ROOT": str(folder / "media"),
+        "STATIC_ROOT": str(folder / "static"),
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + os.urandom(16).hex(),
         "ALLOWED_HOSTS": "127.0.0.1",
@@ -86,6 +87,7 @@ from users.models import User
 
 count, hashtag, start, step = int(sys.argv[1]), sys.argv[2], datetime.fromisoformat(sys.argv[3]), int(sys.argv[4])
 call_command("migrate", verbosity=0)
+call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: hashed names (whitenoise)
 owner = User.objects.create_user("bench@example.com", None)
 newest = start + timedelta(seconds=step * (count - 1) + 30)
 album = Album.objects.create(

@@ -57,6 +57,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Production: static files before anything else touches the request (compressed, cached
+    # forever under hashed names). With DEBUG on, runserver serves them from static/.
+    *([] if DEBUG else ["whitenoise.middleware.WhiteNoiseMiddleware"]),
+    "everhash.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -179,10 +183,27 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_SECRET_ACCESS_KEY = env_secret("EVERHASH_S3_SECRET_ACCESS_KEY") or None
     AWS_S3_CUSTOM_DOMAIN = env_str("EVERHASH_S3_CDN_DOMAIN") or None
     AWS_QUERYSTRING_AUTH = not AWS_S3_CUSTOM_DOMAIN
+    # Seconds a signed media URL stays valid; cached pages are renewed within half of it.
     AWS_QUERYSTRING_EXPIRE = env_int("EVERHASH_S3_URL_LIFETIME", 3600)
+    if not 60 <= AWS_QUERYSTRING_EXPIRE <= 604800:  # SigV4 allows at most 7 days
+        raise ImproperlyConfigured("EVERHASH_S3_URL_LIFETIME must be between 60 and 604800 seconds.")
     AWS_S3_SIGNATURE_VERSION = "s3v4"
+    AWS_S3_ADDRESSING_STYLE = env_str("EVERHASH_S3_ADDRESSING_STYLE") or None  # "path" for some S3-compatible stores
+    from botocore.config import Config as S3ClientConfig
+
+    # Fail fast when the store is down (the fetch then fails the album, which retries with
+    # back-off) instead of botocore's 60 s connect timeout and 5 attempts on every call.
+    AWS_S3_CLIENT_CONFIG = S3ClientConfig(
+        signature_version=AWS_S3_SIGNATURE_VERSION,
+        s3={"addressing_style": AWS_S3_ADDRESSING_STYLE},
+        connect_timeout=env_int("EVERHASH_S3_CONNECT_TIMEOUT", 5),
+        read_timeout=env_int("EVERHASH_S3_READ_TIMEOUT", 30),
+        retries={"mode": "standard", "max_attempts": env_int("EVERHASH_S3_MAX_ATTEMPTS", 3)},
+    )
     AWS_DEFAULT_ACL = None  # new buckets reject ACLs; the bucket stays private
     AWS_S3_FILE_OVERWRITE = True  # keys are content-addressed: same key, same bytes
+    # Every key we write is content-addressed (originals/, renditions/, collages/): immutable.
+    # ContentType is ours, from the key's extension (pictures/storage.py), never guessed from bytes.
     AWS_S3_OBJECT_PARAMETERS = {"CacheControl": "public, max-age=31536000, immutable"}
     MEDIA_STORAGE_BACKEND = "storages.backends.s3.S3Storage"
 else:
@@ -190,8 +211,16 @@ else:
 
 STORAGES = {
     "default": {"BACKEND": MEDIA_STORAGE_BACKEND},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # With DEBUG off, `manage.py collectstatic` writes hashed, compressed copies that whitenoise
+    # serves with a one-year cache; with DEBUG on, files are served as they are from static/.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
+# Hashed names are cached by browsers for a year; unhashed ones for WHITENOISE_MAX_AGE seconds.
+WHITENOISE_MAX_AGE = env_int("WHITENOISE_MAX_AGE", 3600)
 
 # Email: printed to the console by default; SMTP when EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST")
@@ -222,16 +251,39 @@ if not DEBUG:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # Load balancers probe /healthz over plain HTTP on the private network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Shared cache (API throttle counters, rendered pages, charts): Redis when set, so every web
+# process and server sees the same counters; otherwise each process keeps its own in memory.
+EVERHASH_CACHE_URL = env_str("EVERHASH_CACHE_URL")
+if EVERHASH_CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": EVERHASH_CACHE_URL,
+            "KEY_PREFIX": "everhash",
+            "TIMEOUT": 300,
+        }
+    }
+
+# Logs go to standard error: JSON lines in production (everhash/lib/logs.py), plain text with
+# DEBUG on. EVERHASH_LOG_FORMAT=plain or json overrides.
+EVERHASH_LOG_FORMAT = env_str("EVERHASH_LOG_FORMAT", "plain" if DEBUG else "json")
+if EVERHASH_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"EVERHASH_LOG_FORMAT must be plain or json, not {EVERHASH_LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "everhash.lib.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": EVERHASH_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {"everhash": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True}},
 }
@@ -291,6 +343,10 @@ EVERHASH_SITE_URL = env_str("EVERHASH_SITE_URL", "http://127.0.0.1:8000").rstrip
 EVERHASH_MILESTONES = sorted(set(env_int_list("EVERHASH_MILESTONES", [100, 200, 300, 400, 500])))
 # Minutes between two fetches of the same album.
 EVERHASH_FETCH_INTERVAL_MINUTES = env_int("EVERHASH_FETCH_INTERVAL_MINUTES", 20)
+# /healthz answers 503 when no active album was fetched successfully for this long.
+EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES = env_int(
+    "EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES", 3 * EVERHASH_FETCH_INTERVAL_MINUTES
+)
 
 # The X API v2 (searched through twython). Without a token the bundled sample source is used.
 EVERHASH_X_API_URL = env_str("EVERHASH_X_API_URL", "https://api.x.com").rstrip("/")
@@ -304,3 +360,46 @@ EVERHASH_ALLOW_PRIVATE_ADDRESSES = env_list("EVERHASH_ALLOW_PRIVATE_ADDRESSES")
 EVERHASH_CA_BUNDLE = env_str("EVERHASH_CA_BUNDLE")
 EVERHASH_MAX_IMAGE_BYTES = env_int("EVERHASH_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 EVERHASH_MAX_IMAGE_PIXELS = env_int("EVERHASH_MAX_IMAGE_PIXELS", 40_000_000)
+
+# --- Celery: the optional scale-out path (docs/celery.md) ---------------------
+# Cron running `manage.py fetch_tweets` needs none of this. With a broker URL (redis://host:6379/0),
+# `celery -A everhash beat` enqueues tweets.tasks.dispatch_due_albums on the cron line's schedule and
+# `celery -A everhash worker` fetches one album per task, through the same services, claims and unique
+# rows as the command: cron and Celery may even run at once. Empty: Celery is not used.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+# JSON only: a worker never unpickles what someone managed to write into the broker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# Nobody waits for a return value: outcomes are in the database (FetchRun) and the workers' log.
+CELERY_TASK_IGNORE_RESULT = True
+# A message is acknowledged when its task has finished; if the worker process dies mid-fetch, the
+# message is delivered again. Safe: the album is still claimed (tweets.services.CLAIM_LEASE), so the
+# redelivered task finds it not due and does nothing; once the lease ends the next dispatch fetches it
+# from the saved cursors, photos stored before the crash are known media keys, and the unique rows
+# (pictures, milestones) turn any overlap into a no-op.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each worker process reserves one message at a time: a slow album never holds back others.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A fetch must end before its 15-minute claim does, or another runner could fetch the album at the
+# same time. The soft limit ends it as a failed fetch (recorded, backed off); the hard limit kills it.
+CELERY_TASK_SOFT_TIME_LIMIT = 12 * 60
+CELERY_TASK_TIME_LIMIT = 14 * 60
+# Redis hands an unacknowledged message to another worker after visibility_timeout: it must exceed
+# the time limit, or a fetch still running would be started a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60 * 60}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Broker connection lost: running tasks are stopped, since their messages will be delivered again.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Beat's one entry, the cron line `*/20 * * * * manage.py fetch_tweets` (minutes 0, 20 and 40).
+try:
+    from celery.schedules import crontab
+except ImportError:  # requirements/base.txt only (`make run`): no Celery, so nothing to schedule
+    CELERY_BEAT_SCHEDULE = {}
+else:
+    CELERY_BEAT_SCHEDULE = {
+        "dispatch-due-albums": {"task": "tweets.tasks.dispatch_due_albums", "schedule": crontab(minute="*/20")}
+    }

@@ -3,12 +3,15 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from everhash.health import healthz
+
 urlpatterns = [
     path("", include("albums.urls")),
     path("", include("pictures.urls")),
     path("accounts/", include("users.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("everhash.api")),
+    path("healthz", healthz, name="healthz"),
 ]
 
 if settings.DEBUG and settings.MEDIA_URL.startswith("/"):

@@ -1,0 +1,99 @@
+"""GET /healthz: is this instance able to do its job? For load balancers and monitoring.
+
+It checks the database (a query), the media storage (a lookup in the bucket or
+the folder) and the fetch job (the age of the last successful fetch of any
+active album). Any failing check answers 503 with the same JSON, so a probe can
+alert on the status code and a person can read why. Nothing here is cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.db import connection
+from django.db.models import Max, Min
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from albums.models import Album
+
+logger = logging.getLogger("everhash.health")
+
+
+def max_fetch_age() -> timedelta:
+    return timedelta(minutes=settings.EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES)
+
+
+def check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {}
+
+
+def check_storage() -> dict:
+    # A lookup of a key that need not exist: reaches S3 (a HEAD request) or the folder.
+    default_storage.exists("healthz/probe")
+    if isinstance(default_storage._wrapped, FileSystemStorage):
+        location = default_storage.location
+        if not os.access(location, os.W_OK) and os.path.exists(location):
+            raise PermissionError(f"the media folder is not writable: {location}")
+    return {}
+
+
+def check_fetch() -> dict:
+    """Stale when no active album was fetched successfully within the allowed age."""
+    now = timezone.now()
+    active = Album.objects.filter(is_active=True)
+    summary = active.aggregate(last=Max("last_success_at"), oldest=Min("created"))
+    allowed = max_fetch_age()
+    result = {"max_age_seconds": int(allowed.total_seconds()), "failing_albums": active.filter(failures__gt=0).count()}
+    if summary["oldest"] is None:
+        return {**result, "last_success": None, "note": "no active album"}
+    last = summary["last"]
+    result["last_success"] = last.isoformat() if last else None
+    # A new site gets the allowed age to make its first fetch.
+    reference = last or summary["oldest"]
+    age = now - reference
+    result["age_seconds"] = max(int(age.total_seconds()), 0)
+    if age > allowed:
+        raise StaleFetch(result)
+    return result
+
+
+class StaleFetch(Exception):
+    def __init__(self, details: dict) -> None:
+        super().__init__(f"no successful fetch for {details['age_seconds']} s (allowed {details['max_age_seconds']} s)")
+        self.details = details
+
+
+CHECKS = {"database": check_database, "storage": check_storage, "fetch": check_fetch}
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    checks = {}
+    healthy = True
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            details = check()
+        except Exception as exc:
+            healthy = False
+            details = getattr(exc, "details", {})
+            details = {"ok": False, **details, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            logger.warning("health check %s failed: %s", name, details["error"], extra={"check": name})
+        else:
+            details = {"ok": True, **details}
+        details["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        checks[name] = details
+    status = 200 if healthy else 503
+    return JsonResponse({"status": "ok" if healthy else "failing", "checks": checks}, status=status)
