@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
+from pictures.storage import signed_url_window
 
 CHART_DAYS = 30
 # How long derived figures (chart, counts, rendered pages) stay in the cache; their keys carry
@@ -133,6 +134,7 @@ def album_etag(*, album: Album, extra: str = "") -> str:
         album.next_fetch_at,
         album.pictures_version,
         timezone.localdate(),  # relative times ("2 hours ago") and the daily chart move on
+        signed_url_window(),  # the page embeds signed media URLs: renewed before they expire
         extra,
     ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]

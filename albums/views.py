@@ -13,7 +13,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -30,6 +29,7 @@ from albums.hashtags import normalize_hashtag
 from albums.models import Album, Follower
 from everhash.emails import absolute_url
 from pictures.models import Picture
+from pictures.storage import read_file
 
 PAGE_SIZE = 60
 POPULAR_SIZE = 7
@@ -355,13 +355,15 @@ def _zip_chunks(album: Album) -> Iterator[bytes]:
         for picture in album.pictures.visible().order_by("added_at", "id").iterator(chunk_size=500):
             extension = picture.original_key.rsplit(".", 1)[-1]
             name = f"{album.hashtag}/{picture.added_at:%Y%m%d-%H%M%S}-{picture.pk}.{extension}"
-            try:
-                source = default_storage.open(picture.original_key, "rb")
-            except OSError:
-                continue  # a missing file is left out, not fatal
-            with source, archive.open(zipfile.ZipInfo(name, picture.added_at.timetuple()[:6]), "w") as target:
-                while block := source.read(256 * 1024):
-                    target.write(block)
+            # One original at a time (at most EVERHASH_MAX_IMAGE_BYTES). A missing file is left
+            # out; a storage outage (StorageUnavailable) ends the stream: the zip is then visibly
+            # incomplete rather than silently short.
+            data = read_file(picture.original_key)
+            if data is None:
+                continue
+            with archive.open(zipfile.ZipInfo(name, picture.added_at.timetuple()[:6]), "w") as target:
+                for start in range(0, len(data), 256 * 1024):
+                    target.write(data[start : start + 256 * 1024])
                     yield stream.drain()
             writer.writerow(
                 [

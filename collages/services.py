@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from django.core.files.storage import default_storage
 from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
@@ -33,7 +32,7 @@ from albums.models import Album
 from collages import builder
 from collages.models import Collage
 from pictures.models import Picture
-from pictures.services import store_file
+from pictures.storage import delete_files, read_file, store_file
 
 logger = logging.getLogger("everhash.collages")
 
@@ -273,12 +272,9 @@ def _open(
 
 
 def _read(key: str) -> bytes | None:
-    """A stored file's bytes, None when it does not exist (other storage errors propagate)."""
-    try:
-        with default_storage.open(key, "rb") as file:
-            return file.read()
-    except FileNotFoundError:
-        return None
+    """A stored file's bytes, None when it does not exist (StorageUnavailable when the store fails:
+    the build fails and the album stays stale for the next run)."""
+    return read_file(key)
 
 
 def _delete(collage: Collage) -> bool:
@@ -291,9 +287,10 @@ def _delete(collage: Collage) -> bool:
 
 
 def _delete_files(keys: Iterable[str]) -> None:
-    for key in set(keys):
-        if key and not Collage.objects.filter(Q(image_key=key) | Q(square_key=key)).exists():
-            default_storage.delete(key)
+    """Delete the files no collage uses (while the store is down they stay, for prune_media)."""
+    delete_files(
+        key for key in set(keys) if key and not Collage.objects.filter(Q(image_key=key) | Q(square_key=key)).exists()
+    )
 
 
 def _cover_changed(album: Album) -> None:

@@ -49,6 +49,7 @@ from albums.api import (
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
 from pictures.models import Picture
+from pictures.storage import signed_url_window
 
 # The columns a picture's JSON needs (not the post text, histogram or hashes).
 PICTURE_COLUMNS = (
@@ -433,7 +434,9 @@ class CachedPageMixin:
             return None
         version = facts.pop("pictures_version")
         url = origin(request) + request.get_full_path()
-        self._page_key = f"everhash:api:page:{version}:{hashlib.sha256(url.encode()).hexdigest()}"
+        # The window of signed media URLs too: a cached page never outlives the URLs it embeds.
+        window = signed_url_window()
+        self._page_key = f"everhash:api:page:{version}:{window}:{hashlib.sha256(url.encode()).hexdigest()}"
         if not may_see(request, **facts):
             return None  # the view answers 404
         body = cache.get(self._page_key)

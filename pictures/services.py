@@ -4,6 +4,10 @@ The order of writes makes a crash or an overlapping run harmless: files go to
 content-addressed keys first (a retry writes the same key with the same bytes),
 then the row is inserted; the unique constraints on (album, source, media_key)
 and (album, content_hash) turn a second insert into a skipped duplicate.
+
+Storage goes through pictures/storage.py: when the store itself fails, `StorageUnavailable`
+(an OSError) propagates, no row is inserted, and the fetch fails the album so it keeps its
+cursor and retries later; a picture is never rejected because the storage was down.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -23,6 +25,7 @@ from albums.services import pictures_changed
 from everhash.lib.images import ImageRejected, make_renditions, open_verified
 from pictures.dedupe import SignatureIndex, compute_signature
 from pictures.models import Picture
+from pictures.storage import StorageUnavailable, delete_files, store_file  # noqa: F401  (StorageUnavailable: re-exported)
 from tweets.sources import Photo, Post
 
 logger = logging.getLogger("everhash.ingest")
@@ -48,17 +51,6 @@ def rendition_key(content_hash: str, name: str) -> str:
     return f"renditions/{content_hash[:2]}/{content_hash}/{name}.jpg"
 
 
-def store_file(key: str, data: bytes) -> None:
-    """Write bytes under a content-addressed key; an existing key already holds these bytes."""
-    if default_storage.exists(key):
-        return
-    saved = default_storage.save(key, ContentFile(data))
-    if saved != key:
-        # Another process wrote the same key between exists() and save(): the
-        # storage kept both; the copy under the new name is redundant.
-        default_storage.delete(saved)
-
-
 def load_signature_index(*, album: Album) -> SignatureIndex:
     """The album's stored signatures (every status: a hidden picture must not come back as new)."""
     rows = Picture.objects.filter(album=album).values_list("id", "histogram", "structure_hash").iterator()
@@ -75,7 +67,10 @@ def ingest_photo(
     index: SignatureIndex,
     status: str = Picture.Status.VISIBLE,
 ) -> Outcome:
-    """Store one photo's bytes in the album unless it is a duplicate or not a usable image."""
+    """Store one photo's bytes in the album unless it is a duplicate or not a usable image.
+
+    Raises StorageUnavailable (files first, so no row is inserted) when the storage fails.
+    """
     content_hash = hashlib.sha256(data).hexdigest()
     if Picture.objects.filter(album=album, content_hash=content_hash).exists():
         return Outcome("duplicate", reason="same_bytes", message="the same bytes are already in the album")
@@ -137,21 +132,16 @@ def delete_unreferenced_files(*, content_hashes: dict[str, list[str]]) -> int:
     """Delete the files of content hashes no picture refers to any more. Returns files deleted.
 
     Keys are content-addressed, so the same photo in two albums shares its
-    files: they go only when the last picture with that content goes.
+    files: they go only when the last picture with that content goes. While the storage is
+    down they stay behind, for prune_media.
     """
     if not content_hashes:
         return 0
     still_used = set(
         Picture.objects.filter(content_hash__in=list(content_hashes)).values_list("content_hash", flat=True)
     )
-    deleted = 0
-    for content_hash, keys in content_hashes.items():
-        if content_hash in still_used:
-            continue
-        for key in keys:
-            default_storage.delete(key)
-            deleted += 1
-    return deleted
+    unused = [key for content_hash, keys in content_hashes.items() if content_hash not in still_used for key in keys]
+    return delete_files(unused)
 
 
 def delete_pictures(*, pictures) -> int:
