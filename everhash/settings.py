@@ -385,8 +385,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Each worker process reserves one message at a time: a slow album never holds back others.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A fetch must end before its 15-minute claim does, or another runner could fetch the album at the
-# same time. The soft limit ends it as a failed fetch (recorded, backed off); the hard limit kills it.
-CELERY_TASK_SOFT_TIME_LIMIT = 12 * 60
+# same time: past 14 minutes the process is killed, like a cron run killed mid-fetch (its cursor is
+# not saved, the album is fetched again when the claim ends). No soft limit: raised inside one
+# photo's storing it would be taken for that photo's problem, and the photo skipped.
 CELERY_TASK_TIME_LIMIT = 14 * 60
 # Redis hands an unacknowledged message to another worker after visibility_timeout: it must exceed
 # the time limit, or a fetch still running would be started a second time.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,10 +22,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from albums.models import Album
-from albums.services import update_milestones
+from albums.services import announce_pending_milestones, update_milestones
+from collages.services import BuildSummary, build_stale_collages
 from pictures.models import Picture
 from pictures.moderation import Policy
 from pictures.services import ingest_photo, load_signature_index
+from pictures.storage import StorageUnavailable
 from tweets.models import FetchRun
 from tweets.sources import AuthFailed, MediaError, Page, Post, RateLimited, Source, SourceError, StaleCursor
 
@@ -168,7 +170,7 @@ class _AlbumFetch:
                     index=self.index,
                     status=status,
                 )
-            except (DatabaseError, OSError):
+            except (DatabaseError, StorageUnavailable):
                 raise  # the database or the storage is down: the album fails and retries later
             except Exception as exc:
                 # A bug met by one odd picture must not block the album's other pictures forever.
@@ -280,6 +282,31 @@ def fetch_album(
     if report.added:
         report.milestones_sent = update_milestones(album=album)
     return report
+
+
+def fetch_due_album(*, album_id: int, source: Source, max_pages: int = DEFAULT_MAX_PAGES) -> AlbumReport | None:
+    """Fetch one album if it is still due, then build its collage if that went stale.
+
+    None when the album is no longer due (a duplicate task, or another runner fetched it first):
+    nothing was done. The claim in `fetch_album` settles a runner arriving between the two.
+    """
+    album = Album.objects.due().filter(pk=album_id).first()
+    if album is None:
+        return None
+    report = fetch_album(album=album, source=source, max_pages=max_pages)
+    build_stale_collages(albums=Album.objects.filter(pk=album.pk, collage_stale=True))
+    return report
+
+
+def finish_round(*, collages_built_elsewhere: Iterable[int] = ()) -> BuildSummary:
+    """What ends every round of fetches (the command's run, Celery's dispatch).
+
+    Milestone emails that failed earlier (SMTP down...) are sent again, and the stale collages are
+    built, except those of `collages_built_elsewhere` (albums whose own fetch task builds them).
+    """
+    announce_pending_milestones()
+    stale = Album.objects.filter(collage_stale=True).exclude(pk__in=list(collages_built_elsewhere))
+    return build_stale_collages(albums=stale.order_by("pk"))
 
 
 def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: bool, state: dict) -> None:

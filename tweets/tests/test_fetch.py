@@ -292,8 +292,16 @@ def test_a_backfill_walk_refreshes_like_counts_for_popular(x_settings, fake_x, m
     assert Picture.objects.get().like_count == 300
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("box offset can't be negative"),
+        # Pillow raises OSError for codec failures: an odd picture, not the storage being down.
+        OSError("broken data stream when writing image file"),
+    ],
+)
 def test_a_bug_met_by_one_picture_is_recorded_and_the_others_are_stored(
-    x_settings, fake_x, media_server, sunset, monkeypatch
+    x_settings, fake_x, media_server, sunset, monkeypatch, error
 ):
     import everhash.lib.images as images
 
@@ -305,7 +313,7 @@ def test_a_bug_met_by_one_picture_is_recorded_and_the_others_are_stored(
     def fails_once(verified):
         calls.append(1)
         if len(calls) == 2:
-            raise ValueError("box offset can't be negative")
+            raise error
         return real(verified)
 
     monkeypatch.setattr("pictures.services.make_renditions", fails_once)

@@ -12,9 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from albums.models import Album
-from albums.services import albums_for_tags, announce_pending_milestones
-from collages.services import build_stale_collages
-from tweets.services import DEFAULT_MAX_PAGES, AlbumReport, fetch_album
+from albums.services import albums_for_tags
+from tweets.services import DEFAULT_MAX_PAGES, AlbumReport, fetch_album, finish_round
 from tweets.sources import AuthFailed, get_source
 
 
@@ -119,10 +118,9 @@ class Command(BaseCommand):
             if not options["json"] and verbosity > 0:
                 self.stdout.write(self._summary_line(report))
         if not options["dry_run"] and failure is None:
-            # Milestones whose email failed on an earlier run (SMTP down...).
-            announce_pending_milestones()
-            # The covers of albums that gained pictures (or were moderated) since their last build.
-            collages = build_stale_collages()
+            # Milestone emails that failed on an earlier run, and the covers of albums that gained
+            # pictures (or were moderated) since their last build.
+            collages = finish_round()
             if collages.failed and verbosity > 0 and not options["json"]:
                 self.stderr.write(f"{len(collages.failed)} collage(s) failed; they are retried on the next run.")
         if options["json"]:

@@ -1,0 +1,61 @@
+"""Celery tasks: fetch_tweets spread over workers, the optional scale-out path (docs/celery.md).
+
+Beat runs `dispatch_due_albums` on the cron line's schedule; it enqueues one `fetch_album_task`
+per due album. Both are thin: the work, the claims and the duplicate-proofing are the same
+services the command uses (tweets/services.py), so cron and Celery can run at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from albums.models import Album
+from everhash.celery import app
+from tweets.services import AlbumReport, fetch_due_album, finish_round
+from tweets.sources import AuthFailed, get_source
+
+logger = logging.getLogger("everhash.fetch")
+
+
+@app.task
+def dispatch_due_albums() -> int:
+    """Enqueue a fetch of every due album, then the end-of-round chores. Returns how many were enqueued."""
+    album_ids = list(Album.objects.due().order_by("next_fetch_at", "pk").values_list("pk", flat=True))
+    for album_id in album_ids:
+        fetch_album_task.delay(album_id)
+    # Each fetch task builds its own album's collage; the chores take the other stale ones.
+    finish_round(collages_built_elsewhere=album_ids)
+    logger.info("dispatch albums=%d", len(album_ids), extra={"albums": len(album_ids)})
+    return len(album_ids)
+
+
+@app.task(bind=True)
+def fetch_album_task(self, album_id: int) -> None:
+    """Fetch one album if it is still due (a duplicate or a late task does nothing)."""
+    worker = self.request.hostname
+    try:
+        report = fetch_due_album(album_id=album_id, source=get_source())
+    except AuthFailed as exc:
+        # The token is refused: retrying cannot help until an operator fixes it; the album stays due.
+        fields = {"album_id": album_id, "status": "failed", "worker": worker, "error": str(exc)}
+        logger.error("fetch album_id=%s status=failed worker=%s error=%r", album_id, worker, str(exc), extra=fields)
+        return
+    if report is None:
+        fields = {"album_id": album_id, "status": "not_due", "worker": worker}
+        logger.info("fetch album_id=%s status=not_due worker=%s", album_id, worker, extra=fields)
+        return
+    level = logging.WARNING if report.status == "failed" else logging.INFO
+    fields = {"album_id": album_id, "worker": worker, **report.as_dict()}
+    fields.pop("rejections")
+    logger.log(level, _line(album_id, report, worker), extra=fields)
+
+
+def _line(album_id: int, report: AlbumReport, worker: str) -> str:
+    """One key=value line per fetch, the album's counts and the worker that ran it."""
+    line = (
+        f"fetch album_id={album_id} album=#{report.hashtag} status={report.status} added={report.added} "
+        f"duplicates={report.duplicates} rejected={report.rejected} skipped={report.skipped} "
+        f"posts={report.posts_seen} requests={report.requests} milestones_sent={report.milestones_sent} "
+        f"worker={worker}"
+    )
+    return f"{line} error={report.error!r}" if report.error else line
