@@ -201,6 +201,28 @@ def fake_x(tls_ca):
         yield fake
 
 
+def process_environment(tmp_path: Path, *, tls_ca, fake_x) -> dict[str, str]:
+    """The environment of a manage.py (or worker) subprocess as cron would run it: its own database
+    and media under tmp_path (or, on the MariaDB run, the inherited DB_* database), the fake X API,
+    emails written to files."""
+    from tweets.tests.fake_x_api import DEFAULT_BEARER
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "everhash.settings",
+        "EVERHASH_VAR_DIR": str(tmp_path),
+        "EVERHASH_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "EVERHASH_X_API_URL": fake_x.url,
+        "EVERHASH_X_BEARER_TOKEN": DEFAULT_BEARER,
+        "EVERHASH_CA_BUNDLE": tls_ca.ca_path,
+        "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
+        "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(tmp_path / "mail"),
+    }
+
+
 @pytest.fixture
 def media_server(tls_ca):
     """A loopback HTTPS media server that can misbehave (everhash/tests/media_server.py)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+from everhash.lib.logs import FORMATTERS
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Sync workers: requests are short (the slow work happens in fetch_tweets or Celery).
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
@@ -33,10 +35,7 @@ _formatter = "plain" if os.environ.get("EVERHASH_LOG_FORMAT") == "plain" else "j
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {"()": "everhash.lib.logs.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
+    "formatters": FORMATTERS,
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": _formatter, "stream": "ext://sys.stderr"},
     },

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from everhash.lib.env import env_bool, env_int, env_int_list, env_list, env_secret, env_str
+from everhash.lib.logs import FORMATTERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("EVERHASH_VAR_DIR", str(BASE_DIR / "var")))
@@ -279,10 +280,7 @@ if EVERHASH_LOG_FORMAT not in {"plain", "json"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "everhash.lib.logs.JsonFormatter"},
-    },
+    "formatters": FORMATTERS,
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": EVERHASH_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {"everhash": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True}},

@@ -14,6 +14,12 @@ from datetime import UTC, datetime
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
+# The logging formatters of the web, the workers and gunicorn (settings.LOGGING, gunicorn_conf.py).
+FORMATTERS = {
+    "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    "json": {"()": "everhash.lib.logs.JsonFormatter"},
+}
+
 # gunicorn's access log passes its "atoms" as the record's args: keep the useful ones as fields.
 _ACCESS = {"remote": "h", "method": "m", "path": "U", "status": "s", "bytes": "B", "ms": "M", "agent": "a"}
 

@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from conftest import COLOUR_PHOTOS, free_port, make_album, photo_bytes
+from conftest import COLOUR_PHOTOS, free_port, make_album, photo_bytes, process_environment
 from tweets.services import finish_round
-from tweets.tests.fake_x_api import DEFAULT_BEARER
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -183,18 +182,7 @@ def redis_url(tmp_path):
 def environment(tmp_path, tls_ca, fake_x, redis_url):
     """What cron, workers and beat all get, as in test_concurrency.py, plus the broker."""
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "everhash.settings",
-        "EVERHASH_VAR_DIR": str(tmp_path),
-        "EVERHASH_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "EVERHASH_X_API_URL": fake_x.url,
-        "EVERHASH_X_BEARER_TOKEN": DEFAULT_BEARER,
-        "EVERHASH_CA_BUNDLE": tls_ca.ca_path,
-        "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
-        "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(tmp_path / "mail"),
+        **process_environment(tmp_path, tls_ca=tls_ca, fake_x=fake_x),
         "LOG_LEVEL": "INFO",
         "CELERY_BROKER_URL": redis_url,
     }

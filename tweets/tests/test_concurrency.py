@@ -6,15 +6,13 @@ suite runs against), migrated by a subprocess, as cron would run them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import COLOUR_PHOTOS, photo_bytes
-from tweets.tests.fake_x_api import DEFAULT_BEARER
+from conftest import COLOUR_PHOTOS, photo_bytes, process_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,21 +39,7 @@ print(Picture.objects.count(), Picture.objects.values("album", "content_hash").d
 
 @pytest.fixture
 def environment(tmp_path, tls_ca, fake_x):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "everhash.settings",
-        "EVERHASH_VAR_DIR": str(tmp_path),
-        "EVERHASH_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "EVERHASH_X_API_URL": fake_x.url,
-        "EVERHASH_X_BEARER_TOKEN": DEFAULT_BEARER,
-        "EVERHASH_CA_BUNDLE": tls_ca.ca_path,
-        "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
-        "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
-        "EVERHASH_MILESTONES": "5",
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(tmp_path / "mail"),
-    }
+    env = {**process_environment(tmp_path, tls_ca=tls_ca, fake_x=fake_x), "EVERHASH_MILESTONES": "5"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True, timeout=60)
     return env
