@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/collage.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pages.py
+	$(BIN)/python bench/production.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -410,8 +410,14 @@ Album.objects.create(owner=owner, hashtag={HASHTAG!r}, title="Benchmark")
 
 
 @contextlib.contextmanager
-def fake_x_api(work: Path, folder: Path, entries: list[dict]) -> Iterator[tuple[str, str]]:
-    """FakeXAPI on 127.0.0.1 with a throwaway CA, serving one post per picture; yields (url, CA path)."""
+def fake_x_api(
+    work: Path, folder: Path, entries: list[dict], tags: Sequence[str] = (HASHTAG,), rate_limit: int = 450
+) -> Iterator[tuple[str, str]]:
+    """FakeXAPI on 127.0.0.1 with a throwaway CA, serving one post per picture; yields (url, CA path).
+
+    Picture i is posted under tags[i % len(tags)] (bench/production.py spreads them over albums);
+    `rate_limit` is the number of search requests the fake answers before its 429s.
+    """
     import trustme
 
     from tweets.tests.fake_x_api import FakeXAPI
@@ -421,13 +427,13 @@ def fake_x_api(work: Path, folder: Path, entries: list[dict]) -> Iterator[tuple[
     ca.cert_pem.write_to_path(str(ca_path))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    with FakeXAPI(context, bearer_token=BEARER) as fake:
+    with FakeXAPI(context, bearer_token=BEARER, rate_limit=rate_limit) as fake:
         for i, entry in enumerate(entries):
             content_type = "image/png" if entry["format"] == "PNG" else "image/jpeg"
             url = fake.add_image(entry["file"], (folder / entry["file"]).read_bytes(), content_type)
             author = (f"photographer{i % 37}", f"Photographer {i % 37}")
             photo = (f"3_bench{i:04d}", url, entry["width"], entry["height"], "")
-            fake.add_post(tag=HASHTAG, author=author, likes=i % 50, photos=[photo])
+            fake.add_post(tag=tags[i % len(tags)], author=author, likes=i % 50, photos=[photo])
         yield fake.url, str(ca_path)
 
 
@@ -568,12 +574,12 @@ STAGES = [
 ]
 
 
-def profile_summary(path: Path) -> list[str]:
+def profile_summary(path: Path, stages: list[tuple[str, str, str]] = STAGES) -> list[str]:
     stats = pstats.Stats(str(path))
     raw = stats.stats  # type: ignore[attr-defined]
     total = max(ct for (_, _, _, ct, _) in raw.values())
     lines = ["| stage | function | calls | cumulative s | share |", "|---|---|---|---|---|"]
-    for label, suffix, name in STAGES:
+    for label, suffix, name in stages:
         found = [
             (nc, ct) for (file, _, func), (_, nc, _, ct, _) in raw.items() if func == name and file.endswith(suffix)
         ]
