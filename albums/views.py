@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, quote_etag
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from albums import pages, services
 from albums.forms import AlbumAddForm, AlbumEditForm, AlbumSettingsForm
@@ -150,7 +150,7 @@ def _og(request: HttpRequest, album: Album, *, title: str, description: str, pat
     }
 
 
-@require_GET
+@require_safe
 def index(request: HttpRequest) -> HttpResponse:
     week_ago = timezone.now() - timezone.timedelta(days=7)
     visible = Q(pictures__status=Picture.Status.VISIBLE)
@@ -167,7 +167,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "albums/index.html", {"albums": albums})
 
 
-@require_GET
+@require_safe
 def go(request: HttpRequest) -> HttpResponse:
     """The index's "jump to a hashtag" box."""
     raw = request.GET.get("hashtag", "")
@@ -178,7 +178,7 @@ def go(request: HttpRequest) -> HttpResponse:
     return redirect("albums:album-detail", hashtag)
 
 
-@require_GET
+@require_safe
 @album_view("albums:album-detail")
 def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
     order = request.GET.get("order", "newest")
@@ -227,7 +227,7 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
     return _to_page_cache(request, etag, render(request, "albums/album_detail.html", context))
 
 
-@require_GET
+@require_safe
 @album_view("albums:popular")
 def popular(request: HttpRequest, album: Album) -> HttpResponse:
     etag = quote_etag(pages.album_etag(album=album, extra="popular"))
@@ -252,7 +252,7 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
     return _to_page_cache(request, etag, render(request, "albums/popular.html", context))
 
 
-@require_GET
+@require_safe
 @album_view("albums:by-author")
 def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
     pictures = album.pictures.visible().filter(author_handle__iexact=handle).newest_first()
@@ -269,7 +269,7 @@ def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
     return render(request, "albums/by_author.html", context)
 
 
-@require_GET
+@require_safe
 @album_view("albums:slideshow")
 def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
     try:
@@ -305,7 +305,7 @@ def picture_json(picture: Picture) -> dict:
     }
 
 
-@require_GET
+@require_safe
 @album_view("albums:feed")
 def feed(request: HttpRequest, album: Album) -> HttpResponse:
     """The slideshow's small JSON feed: the newest pictures, or those after `?after=<id>`."""
@@ -386,7 +386,7 @@ def _zip_chunks(album: Album) -> Iterator[bytes]:
     yield stream.drain()
 
 
-@require_GET
+@require_GET  # not HEAD: it would start reading every original for a zip nobody receives
 @album_view("albums:download")
 def download(request: HttpRequest, album: Album) -> HttpResponse:
     """The album's originals and a CSV manifest, as a streamed zip. Owner and staff only."""
@@ -479,7 +479,7 @@ def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     visible = Q(pictures__status=Picture.Status.VISIBLE)
     owned = request.user.albums.annotate(picture_count=Count("pictures", filter=visible)).order_by("hashtag")

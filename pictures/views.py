@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
@@ -84,7 +84,7 @@ def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpRespo
     return redirect(_hidden_url(album))
 
 
-@require_GET
+@require_safe
 def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
     """The album's hidden and pending pictures, to show again or approve, and the authors banned from it."""
     album = _managed_album(request, hashtag)

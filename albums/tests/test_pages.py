@@ -171,6 +171,18 @@ def test_pages_answer_304_to_a_matching_etag_and_change_when_pictures_change(cli
     assert client.get("/album/sunset/", HTTP_IF_NONE_MATCH=etag).status_code == 200
 
 
+def test_head_requests_get_the_headers_of_a_get(client, album):
+    """Link checkers, monitors and crawlers use HEAD; the zip download alone stays GET-only."""
+    make_picture(album=album)
+    for url in ("/", "/album/sunset/", "/album/sunset/popular/", "/album/sunset/feed.json", "/album/sunset/slideshow/"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == got.status_code == 200, url
+        if got.has_header("ETag"):
+            assert head["ETag"] == got["ETag"]
+        assert head.content == b""
+    assert client.head("/album/sunset/download.zip").status_code == 405
+
+
 def test_an_unknown_hashtag_offers_to_create_the_album(client, db):
     response = client.get("/album/brandnew/")
     body = response.content.decode()
