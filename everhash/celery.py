@@ -8,6 +8,7 @@ import `app` from here.
 from __future__ import annotations
 
 import os
+import sys
 
 from celery import Celery, signals
 
@@ -20,18 +21,23 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@signals.worker_init.connect
-@signals.beat_init.connect
-def require_a_broker(**kwargs) -> None:
-    """Without CELERY_BROKER_URL Celery would quietly try a default broker and log reconnects forever."""
-    from django.conf import settings
-    from django.core.exceptions import ImproperlyConfigured
+def require_a_broker() -> None:
+    """Without CELERY_BROKER_URL Celery would quietly try a default AMQP broker and retry forever.
 
-    if not settings.CELERY_BROKER_URL:
-        raise ImproperlyConfigured(
+    Checked when the `celery` command loads the app (worker, beat...): a signal handler cannot
+    stop a worker, since Celery logs and swallows a receiver's exception.
+    """
+    from django.conf import settings
+
+    run_by_the_command = "celery.bin.celery" in sys.modules  # `celery ...` or `python -m celery ...`
+    if run_by_the_command and not settings.CELERY_BROKER_URL:
+        raise SystemExit(
             "CELERY_BROKER_URL is not set: set it to the Redis broker (redis://127.0.0.1:6379/0), "
             "or run `manage.py fetch_tweets` from cron instead of Celery (docs/deploy.rst)."
         )
+
+
+require_a_broker()
 
 
 @signals.after_setup_logger.connect

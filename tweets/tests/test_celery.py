@@ -375,6 +375,21 @@ def test_the_dispatch_leaves_the_collages_of_the_albums_it_enqueued_to_their_own
     assert enqueued.collage_stale
 
 
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_without_a_broker_worker_and_beat_refuse_to_start(tmp_path, program):
+    env = {**os.environ, "CELERY_BROKER_URL": "", "EVERHASH_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "everhash", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "CELERY_BROKER_URL is not set" in result.stderr
+
+
 def test_the_beat_schedule_is_the_cron_line():
     from celery.schedules import crontab
 
