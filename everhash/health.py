@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.db.models import Max, Min
 from django.http import JsonResponse
@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from albums.models import Album
+from pictures.storage import modified_time
 
 logger = logging.getLogger("everhash.health")
 
@@ -39,12 +40,12 @@ def check_database() -> dict:
 
 
 def check_storage() -> dict:
-    # A lookup of a key that need not exist: reaches S3 (a HEAD request) or the folder.
-    default_storage.exists("healthz/probe")
-    if isinstance(default_storage._wrapped, FileSystemStorage):
-        location = default_storage.location
-        if not os.access(location, os.W_OK) and os.path.exists(location):
-            raise PermissionError(f"the media folder is not writable: {location}")
+    # A lookup of a key that need not exist: reaches S3 (a HEAD request) or the folder; any
+    # failure of the store raises StorageUnavailable, as it would in a fetch.
+    modified_time("healthz/probe")
+    location = getattr(default_storage, "location", None)
+    if isinstance(location, str) and os.path.exists(location) and not os.access(location, os.W_OK):
+        raise PermissionError(f"the media folder is not writable: {location}")
     return {}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files.storage import default_storage, storages
 
 
 def media_origin() -> str | None:
@@ -53,11 +53,10 @@ class ContentSecurityPolicyMiddleware:
         self._policy: tuple[object, str] | None = None
 
     def policy(self) -> str:
-        # Built once per storage object: settings changes in tests replace default_storage.
-        storage = default_storage._wrapped
+        # Built once per storage instance (a settings change, as in tests, makes a new one).
+        storage = storages["default"]
         if self._policy is None or self._policy[0] is not storage:
-            policy = build_policy()
-            self._policy = (default_storage._wrapped, policy)
+            self._policy = (storage, build_policy())
         return self._policy[1]
 
     def __call__(self, request):

@@ -123,7 +123,7 @@ def test_pages_carry_the_security_headers(server):
     cookie = headers["Set-Cookie"]
     assert "csrftoken=" in cookie
     assert "Secure" in cookie
-    assert "HttpOnly" not in cookie or "SameSite" in cookie
+    assert "SameSite=Lax" in cookie
 
 
 def test_static_files_are_served_hashed_compressed_and_cached_for_a_year(server):
