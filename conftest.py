@@ -194,8 +194,8 @@ def photo_bytes(name: str, *, fmt: str = "JPEG", scale: float = 1.0, quality: in
 
 @pytest.fixture
 def fake_x(tls_ca):
-    """The loopback HTTPS fake X API (tweets/tests/fake_x_api.py)."""
-    from tweets.tests.fake_x_api import FakeXAPI
+    """The loopback HTTPS fake X API (everhash/testing/fake_x_api.py)."""
+    from everhash.testing.fake_x_api import FakeXAPI
 
     with FakeXAPI(tls_ca.server_context()) as fake:
         yield fake
@@ -205,7 +205,7 @@ def process_environment(tmp_path: Path, *, tls_ca, fake_x) -> dict[str, str]:
     """The environment of a manage.py (or worker) subprocess as cron would run it: its own database
     and media under tmp_path (or, on the MariaDB run, the inherited DB_* database), the fake X API,
     emails written to files."""
-    from tweets.tests.fake_x_api import DEFAULT_BEARER
+    from everhash.testing.fake_x_api import DEFAULT_BEARER
 
     return {
         **os.environ,
@@ -235,7 +235,7 @@ def media_server(tls_ca):
 @pytest.fixture
 def x_settings(settings, tls_ca, fake_x, monkeypatch):
     """Point everhash at the fake X API and loopback media, the way an operator would."""
-    from tweets.tests.fake_x_api import DEFAULT_BEARER
+    from everhash.testing.fake_x_api import DEFAULT_BEARER
     from tweets.x_api import XSource
 
     settings.EVERHASH_X_BEARER_TOKEN = DEFAULT_BEARER

@@ -420,7 +420,7 @@ def fake_x_api(
     """
     import trustme
 
-    from tweets.tests.fake_x_api import FakeXAPI
+    from everhash.testing.fake_x_api import FakeXAPI
 
     ca = trustme.CA()
     ca_path = work / "ca.pem"

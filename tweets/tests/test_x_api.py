@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from everhash.testing.fake_x_api import DEFAULT_BEARER, SEARCH_PATH, FakeXAPI
 from tweets.sources import AuthFailed, MediaError, Photo, RateLimited, SourceError, StaleCursor
-from tweets.tests.fake_x_api import DEFAULT_BEARER, SEARCH_PATH, FakeXAPI
 from tweets.x_api import XSource
 
 RESET_EPOCH = 1_900_000_000  # 2030-03-17T17:46:40Z

@@ -1,0 +1,1 @@
+"""Test support shared by the test suites and bench/: builders, role fixtures, loopback servers."""
