@@ -53,12 +53,12 @@ test-mariadb: $(VENV)/.installed-test
 
 ## make bench: the benchmarks whose figures are in docs/benchmarks.md (loopback servers only).
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/dedupe_speed.py
-	$(BIN)/python bench/collage.py
-	$(BIN)/python bench/api.py
-	$(BIN)/python bench/pages.py
-	$(BIN)/python bench/production.py
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.dedupe_speed
+	$(BIN)/python -m bench.collage
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.pages
+	$(BIN)/python -m bench.production
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -18,11 +18,9 @@ point.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+
+from everhash.testing import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 HASHTAG = "benchalbum"
@@ -82,7 +82,8 @@ from django.core.management import call_command
 from django.db import transaction
 
 from albums.models import Album
-from pictures.models import Picture, Source
+from everhash.testing.builders import picture_fields
+from pictures.models import Picture
 from users.models import User
 
 count, hashtag, start, step = int(sys.argv[1]), sys.argv[2], datetime.fromisoformat(sys.argv[3]), int(sys.argv[4])
@@ -97,21 +98,22 @@ album = Album.objects.create(
 batch = []
 with transaction.atomic():
     for n in range(count):
-        digest = f"{n:064x}"
-        batch.append(Picture(
-            album=album, source=Source.SAMPLE, post_id=str(1_800_000_000_000_000_000 + n), media_key=f"3_{n}",
-            permalink=f"https://x.com/author{n % 500}/status/{1_800_000_000_000_000_000 + n}",
+        fields = picture_fields(n)  # the test builders' defaults: post id FIRST_POST_ID + n
+        digest = fields["content_hash"]
+        fields.update(
+            permalink=f"https://x.com/author{n % 500}/status/{fields['post_id']}",
             author_handle=f"author{n % 500}", author_name=f"Author number {n % 500}",
             text="A generated post #" + hashtag, like_count=(n * 7919) % 1000,
             posted_at=start + timedelta(seconds=step * n), added_at=start + timedelta(seconds=step * n + 30),
-            alt_text="A generated picture" if n % 3 else "", width=4000, height=3000, content_hash=digest,
+            alt_text="A generated picture" if n % 3 else "", width=4000, height=3000,
             histogram=bytes(512), structure_hash=digest[:16], original_key=f"originals/{digest[:2]}/{digest}.jpg",
             renditions={
                 name: {"key": f"renditions/{digest[:2]}/{digest}/{name}.jpg", "width": w, "height": h}
                 for name, w, h in (("thumb", 200, 200), ("square", 400, 400), ("medium", 1024, 768),
                                    ("large", 2048, 1536))
             },
-        ))
+        )
+        batch.append(Picture(album=album, **fields))
         if len(batch) == 5000:
             Picture.objects.bulk_create(batch)
             batch = []
@@ -137,12 +139,6 @@ def fill_database(env: dict[str, str], pictures: int, start: datetime, step_seco
     stored = int(result.stdout.strip().splitlines()[-1])
     assert stored == pictures, f"stored {stored} pictures, wanted {pictures}"
     print(f"# {stored:,} picture rows generated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # A gunicorn config file: times each request in the worker, from before the WSGI environ is built
@@ -172,59 +168,17 @@ def post_request(worker, req, environ, resp):
 """
 
 
-class Gunicorn:
-    """`with Gunicorn(env, folder, workers=2) as server:` gunicorn on 127.0.0.1:server.port.
-
-    Ready when `ready_path` answers 200; terminated (then killed if it lingers) on exit.
-    """
+class Gunicorn(processes.Gunicorn):
+    """`with Gunicorn(env, folder, workers=2) as server:` gunicorn on 127.0.0.1:server.port, with
+    TIMING_CONFIG as its config file: each request timed inside the worker (`server_times()`)."""
 
     def __init__(self, env: dict[str, str], folder: Path, workers: int = 2, ready_path: str = "/api/v1/ping/"):
-        self.env = env
-        self.folder = folder
-        self.workers = workers
-        self.ready_path = ready_path
-        self.port = free_port()
         self.timing_folder = folder / "timing"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Gunicorn:
         self.timing_folder.mkdir(exist_ok=True)
-        config = self.folder / "gunicorn_bench.py"
+        config = folder / "gunicorn_bench.py"
         config.write_text(TIMING_CONFIG.format(folder=str(self.timing_folder)))
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.process = subprocess.Popen(
-            [
-                str(gunicorn),
-                "everhash.wsgi",
-                f"--config={config}",
-                f"--workers={self.workers}",
-                f"--bind=127.0.0.1:{self.port}",
-                "--log-level=warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if get(self.port, self.ready_path)[0] == 200:
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.__exit__(None, None, None)
-        raise RuntimeError("gunicorn did not answer within 30 s")
-
-    def __exit__(self, *exc_info) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        args = [f"--config={config}", f"--workers={workers}", "--log-level=warning"]
+        super().__init__(env, args, ready_path=ready_path)
 
     def server_times(self, label: str) -> list[float]:
         """Seconds spent in the workers on each request labelled `label` so far."""
@@ -237,14 +191,7 @@ class Gunicorn:
         return times
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+get = processes.http_get
 
 
 def load(

@@ -1,7 +1,7 @@
 """Throughput and latency of the pictures list against a trivial JSON view, served by gunicorn.
 
-    .venv/bin/python bench/api.py                      # 100,000 pictures, 2 workers, report on stdout
-    .venv/bin/python bench/api.py --pictures 20000 --requests 500
+    .venv/bin/python -m bench.api                      # 100,000 pictures, 2 workers, report on stdout
+    .venv/bin/python -m bench.api --pictures 20000 --requests 500
 
 What it does, all on 127.0.0.1 in a throwaway folder (deleted afterwards unless --keep):
 1. migrates a fresh SQLite database there and fills one public album with generated picture
@@ -30,11 +30,9 @@ import os
 import statistics
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import (  # noqa: E402 (bench/ is not a package)
+from bench._server import (
     HASHTAG,
     LABEL_HEADER,
     Gunicorn,

@@ -1,8 +1,8 @@
 """How long a 16-picture collage takes to build, against decoding its 16 renditions alone.
 
-    .venv/bin/python bench/collage.py                  # markdown table on stdout (docs/collages.md)
-    .venv/bin/python bench/collage.py --rounds 50
-    .venv/bin/python bench/collage.py --screenshots docs/screenshots   # also write collage-<n>.jpg
+    .venv/bin/python -m bench.collage                  # markdown table on stdout (docs/collages.md)
+    .venv/bin/python -m bench.collage --rounds 50
+    .venv/bin/python -m bench.collage --screenshots docs/screenshots   # also write collage-<n>.jpg
 
 Pure: the builder and the image helpers, no Django and no storage (fetching the 16 files from disk
 or S3 is not measured). The pictures are the sample photos plus crops and mirror images of them,
@@ -26,12 +26,10 @@ from pathlib import Path
 import PIL
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from collages import builder
+from everhash.lib.images import VerifiedImage, make_renditions
 
-from collages import builder  # noqa: E402
-from everhash.lib.images import VerifiedImage, make_renditions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PHOTOS_DIR = ROOT / "tweets" / "sample_data" / "photos"
 

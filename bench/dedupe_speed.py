@@ -1,6 +1,6 @@
 """Speed of pictures/dedupe.py: one candidate against an album of 100,000 stored signatures.
 
-    .venv/bin/python bench/dedupe_speed.py            # markdown report on stdout (docs/dedupe.md)
+    .venv/bin/python -m bench.dedupe_speed            # markdown report on stdout (docs/dedupe.md)
 
 Target (issue 3): under 5 ms per candidate. Reported: median, p99 and maximum of
 SignatureIndex.find_duplicate over 200 candidates in four situations, from the usual one (nothing
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from pictures import dedupe
 
-from pictures import dedupe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 COLOURS = 3 * dedupe.COLOUR_BINS
 DETAILS = dedupe.HISTOGRAM_LENGTH - COLOURS

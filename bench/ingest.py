@@ -1,8 +1,8 @@
 """Ingestion speed: `manage.py fetch_tweets` on 300 photos from the loopback fake X API, against the floor.
 
-    .venv/bin/python bench/ingest.py                   # markdown report on stdout (docs/benchmarks.md)
-    .venv/bin/python bench/ingest.py --rounds 5
-    .venv/bin/python bench/ingest.py --profile         # also one run under cProfile: where the time goes
+    .venv/bin/python -m bench.ingest                   # markdown report on stdout (docs/benchmarks.md)
+    .venv/bin/python -m bench.ingest --rounds 5
+    .venv/bin/python -m bench.ingest --profile         # also one run under cProfile: where the time goes
 
 The pictures: 300 distinct photos made from tweets/sample_data/photos/ (crops, mirror images,
 rotations and filters: different pictures by the product's definition), from 0.3 to 12 megapixels
@@ -44,7 +44,6 @@ import secrets
 import shutil
 import signal
 import sqlite3
-import ssl
 import statistics
 import subprocess
 import sys
@@ -59,12 +58,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from everhash.lib.images import make_renditions, open_verified
+from everhash.testing.processes import LoopbackCA, manage, run_python
+from pictures.dedupe import Signature, SignatureIndex, compute_signature
 
-from everhash.lib.images import make_renditions, open_verified  # noqa: E402
-from pictures.dedupe import Signature, SignatureIndex, compute_signature  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PHOTOS_DIR = ROOT / "tweets" / "sample_data" / "photos"
 PHOTOS = sorted(path.name for path in PHOTOS_DIR.iterdir() if path.suffix in (".jpg", ".png"))
@@ -385,8 +383,8 @@ def floor_worker(folder: Path) -> None:
 
 def run_floor(folder: Path, work: Path) -> dict:
     measured = run_measured(
-        [sys.executable, str(Path(__file__).resolve()), "--floor-worker", str(folder)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "bench.ingest", "--floor-worker", str(folder)],
+        env=dict(os.environ),
         output=work / "floor.txt",
     )
     result = json.loads(measured.output.strip().splitlines()[-1])
@@ -418,23 +416,17 @@ def fake_x_api(
     Picture i is posted under tags[i % len(tags)] (bench/production.py spreads them over albums);
     `rate_limit` is the number of search requests the fake answers before its 429s.
     """
-    import trustme
-
     from everhash.testing.fake_x_api import FakeXAPI
 
-    ca = trustme.CA()
-    ca_path = work / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    with FakeXAPI(context, bearer_token=BEARER, rate_limit=rate_limit) as fake:
+    ca = LoopbackCA(work)
+    with FakeXAPI(ca.server_context(), bearer_token=BEARER, rate_limit=rate_limit) as fake:
         for i, entry in enumerate(entries):
             content_type = "image/png" if entry["format"] == "PNG" else "image/jpeg"
             url = fake.add_image(entry["file"], (folder / entry["file"]).read_bytes(), content_type)
             author = (f"photographer{i % 37}", f"Photographer {i % 37}")
             photo = (f"3_bench{i:04d}", url, entry["width"], entry["height"], "")
             fake.add_post(tag=tags[i % len(tags)], author=author, likes=i % 50, photos=[photo])
-        yield fake.url, str(ca_path)
+        yield fake.url, ca.ca_path
 
 
 def pipeline_environment(work: Path, api_url: str, ca_path: str) -> dict[str, str]:
@@ -477,8 +469,8 @@ def database_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
 def prepare_template(env: dict[str, str], work: Path) -> Path:
     """A migrated SQLite database with the owner and the album, copied for each round."""
     template_env = database_environment(env, work / "template")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=template_env, check=True)
-    subprocess.run([sys.executable, "-c", SETUP_ALBUM], cwd=ROOT, env=template_env, check=True)
+    manage(template_env, "migrate", "--noinput", "-v0")
+    run_python(template_env, SETUP_ALBUM)
     return Path(template_env["EVERHASH_SQLITE_PATH"])
 
 
@@ -529,8 +521,7 @@ def run_pipeline(env: dict[str, str], template: Path, folder: Path, expected: in
 
 def dedupe_figures(stored: int = 100_000, candidates: int = 200) -> list[tuple[str, np.ndarray, str]]:
     """find_duplicate against ``stored`` signatures: the usual case and a stored duplicate."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import dedupe_speed
+    from bench import dedupe_speed
 
     rng = np.random.default_rng(2024)
     vectors, hashes = dedupe_speed.random_arrays(stored, rng)

@@ -1,7 +1,7 @@
 """Throughput and latency of the album page against a trivial view, served by gunicorn.
 
-    .venv/bin/python bench/pages.py              # 100,000 pictures, 2 workers: about 2 minutes
-    .venv/bin/python bench/pages.py --profile    # and where the album page's time goes (+ about 1 minute)
+    .venv/bin/python -m bench.pages              # 100,000 pictures, 2 workers: about 2 minutes
+    .venv/bin/python -m bench.pages --profile    # and where the album page's time goes (+ about 1 minute)
 
 What it does, all on 127.0.0.1 in a throwaway folder (deleted afterwards unless --keep):
 1. migrates a fresh SQLite database there and fills one public album with generated picture rows
@@ -44,8 +44,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import (  # noqa: E402 (bench/ is not a package)
+from bench._server import (
     HASHTAG,
     LABEL_HEADER,
     ROOT,
@@ -178,7 +177,7 @@ def main() -> int:
         profile = ""
         if args.profile:
             profile = subprocess.run(
-                [sys.executable, __file__, "--in-process", f"--pictures={args.pictures}"],
+                [sys.executable, "-m", "bench.pages", "--in-process", f"--pictures={args.pictures}"],
                 cwd=ROOT,
                 env=env,
                 check=True,
@@ -245,7 +244,6 @@ def profile_in_process(pictures: int) -> int:
 
     import django
 
-    sys.path.insert(0, str(ROOT))
     django.setup()
     from django.contrib.auth.models import AnonymousUser
     from django.core.cache import cache

@@ -1,10 +1,10 @@
 """The production stack end to end: S3 (moto), MariaDB and two Celery workers, against the embedded defaults.
 
-    .venv/bin/python bench/production.py          # markdown report on stdout (docs/benchmarks.md), ~9 min
-    .ci/with-mariadb .venv/bin/python bench/production.py    # the same (without DB_HOST, the first re-runs
+    .venv/bin/python -m bench.production          # markdown report on stdout (docs/benchmarks.md), ~9 min
+    .ci/with-mariadb .venv/bin/python -m bench.production    # the same (without DB_HOST, the first re-runs
                                                              # itself under .ci/with-mariadb)
-    .venv/bin/python bench/production.py --rounds 3 --configs baseline,celery-2
-    .venv/bin/python bench/production.py --profile --keep    # plus cProfile runs; keep the logs
+    .venv/bin/python -m bench.production --rounds 3 --configs baseline,celery-2
+    .venv/bin/python -m bench.production --profile --keep    # plus cProfile runs; keep the logs
 
 The pictures and the fake X API are those of bench/ingest.py (its functions, imported): the same 300
 generated photos of 0.3 to 12 megapixels, served over HTTPS by FakeXAPI with a throwaway CA. They are
@@ -52,7 +52,6 @@ import json
 import os
 import platform
 import resource
-import select
 import shutil
 import signal
 import sqlite3
@@ -66,12 +65,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from ingest import (  # noqa: E402
+from bench.ingest import (
     HASHTAG,
     RUN_TIMEOUT,
     copy_database,
@@ -83,11 +77,12 @@ from ingest import (  # noqa: E402
     profile_summary,
     run_measured,
 )
+from everhash.testing.processes import REDIS_SERVER, ROOT, Service, manage, redis_server, run_python
+from everhash.testing.s3_server import S3Server, s3_server_process
 
 IDLE_TAG = "everhashidle"
 # Any X-sized id: the idle albums' since_id (the fake has no post under their hashtags anyway).
 SINCE_ID = "1900000000000000000"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/sbin/redis-server"
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 POLL_SECONDS = 0.1
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -155,133 +150,24 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Service:
-    """A background process in a session of its own, its output in a log file; stopped by SIGTERM,
-    then SIGKILL to its whole session after `grace` seconds."""
-
-    def __init__(self, name: str, command: list[str], *, env: dict[str, str], log: Path, grace: float = 15) -> None:
-        self.name, self.log, self.grace = name, log, grace
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def cpu(self) -> float:
-        return cpu_of(session_pids(self.pid))
-
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.text()[-3000:]}")
-
-    def wait_for(self, fragment: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while fragment not in self.text():
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no {fragment!r} in its log after {timeout} s:\n{self.text()[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=self.grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # pool children left behind, if any
-        self.process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def service(*args, **kwargs) -> Iterator[Service]:
-    started = Service(*args, **kwargs)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-MOTO = """
-import json, os, sys
-sys.path.insert(0, sys.argv[1])
-from pictures.tests.s3_server import S3Server
-server = S3Server(bucket="everhash-bench").start()
-print(json.dumps(server.env), flush=True)
-sys.stdin.read()  # until the benchmark closes the pipe, or dies
-server.stop()
-"""
+def service_cpu(service: Service) -> float:
+    """CPU seconds used so far by a Service and every process of its session."""
+    return cpu_of(session_pids(service.pid))
 
 
 @contextlib.contextmanager
 def moto_server(folder: Path) -> Iterator[tuple[dict[str, str], int]]:
-    """moto's S3 (S3Server) in a process of its own: yields (EVERHASH_S3_* variables, its pid)."""
-    (folder / "moto-tmp").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(folder / "moto-tmp")}  # moto spools large objects to files
-    with (folder / "moto.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", MOTO, str(ROOT)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-        )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        line = process.stdout.readline() if ready else b""
-        if not line:
-            raise RuntimeError(f"moto did not start:\n{(folder / 'moto.log').read_text(errors='replace')[-3000:]}")
-        s3_env = json.loads(line)
+    """moto's S3 in a process of its own: yields (EVERHASH_S3_* variables, its pid)."""
+    with s3_server_process(folder, bucket="everhash-bench") as (s3_env, pid):
         # The production defaults (S3Server sets 1 attempt and 2 s for tests of outages).
         s3_env.pop("EVERHASH_S3_MAX_ATTEMPTS")
         s3_env.pop("EVERHASH_S3_CONNECT_TIMEOUT")
-        yield s3_env, process.pid
-    finally:
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        yield s3_env, pid
 
 
 def s3_originals(s3_env: dict[str, str]) -> int:
-    from pictures.tests.s3_server import S3Server
-
     port = int(s3_env["EVERHASH_S3_ENDPOINT_URL"].rpartition(":")[2])
     return len(S3Server(bucket=s3_env["EVERHASH_S3_BUCKET"], port=port).object_keys("originals/"))
-
-
-@contextlib.contextmanager
-def redis_server(folder: Path) -> Iterator[tuple[str, Service]]:
-    import redis
-
-    from pictures.tests.s3_server import free_port
-
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with service("redis-server", [*command, "--dir", str(folder)], env=dict(os.environ), log=folder / "log") as server:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            server.check()
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer:\n{server.text()}")
-            time.sleep(0.1)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0", server
 
 
 # (stage, file suffix, function), read from the profile of `--profile`, as in bench/ingest.py.
@@ -337,8 +223,8 @@ class Database:
 
 
 def setup_albums(env: dict[str, str], kind: str, tags: list[str]) -> None:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "-c", SETUP, kind, SINCE_ID, *tags], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "--noinput", "-v0")
+    run_python(env, SETUP, kind, SINCE_ID, *tags)
 
 
 class SQLite(Database):
@@ -504,7 +390,7 @@ class Context:
         """CPU seconds so far of the shared services (and of this process, the fake X API)."""
         values = {"benchmark + fake X": own_cpu()}
         if self.redis is not None:
-            values["redis"] = self.redis.cpu()
+            values["redis"] = service_cpu(self.redis)
         if mariadb and (pid := self.mariadb.pid()):
             values["mariadbd"] = cpu_of([pid])
         return values
@@ -540,9 +426,9 @@ def run_ingest(ctx: Context, config: Config, n: int, profile: Path | None = None
             for w in range(1, config.workers + 1):
                 command = [sys.executable, "-m", "celery", "-A", "everhash", "worker", "--pool", "prefork"]
                 command += ["--concurrency", "1", "-n", f"w{w}@%h", "--loglevel", "INFO"]
-                workers.append(stack.enter_context(service(f"worker w{w}", command, env=env, log=folder / f"w{w}.log")))
+                workers.append(stack.enter_context(Service(f"worker w{w}", command, env=env, log=folder / f"w{w}.log")))
             for worker in workers:
-                worker.wait_for(" ready.")
+                worker.wait_for_line(" ready.", timeout=60)
             logs += [worker.log for worker in workers]
             from celery import Celery
 
@@ -550,7 +436,7 @@ def run_ingest(ctx: Context, config: Config, n: int, profile: Path | None = None
             stack.callback(app.close)
             before = ctx.others(True)
             moto_before = cpu_of([moto_pid]) if moto_pid else 0.0
-            workers_before = sum(worker.cpu() for worker in workers)
+            workers_before = sum(service_cpu(worker) for worker in workers)
             started = time.time()
             app.send_task("tweets.tasks.dispatch_due_albums")
             deadline = time.monotonic() + RUN_TIMEOUT
@@ -564,7 +450,7 @@ def run_ingest(ctx: Context, config: Config, n: int, profile: Path | None = None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{config.name}: not done after {RUN_TIMEOUT} s: {now}")
                 time.sleep(POLL_SECONDS)
-            cpu["workers"] = sum(worker.cpu() for worker in workers) - workers_before
+            cpu["workers"] = sum(service_cpu(worker) for worker in workers) - workers_before
             # Each task logs its line just after building its album's collage: wait for the last one.
             deadline = time.monotonic() + 30
             while sum(w.text().count(" status=ok ") for w in workers) < len(ctx.tags) and time.monotonic() < deadline:
@@ -784,7 +670,7 @@ def main() -> None:
             sys.exit("MariaDB is not installed (apt-get install mariadb-server): the benchmark needs it.")
         # A throwaway MariaDB on a socket, removed afterwards: run again under .ci/with-mariadb.
         wrapper = str(ROOT / ".ci" / "with-mariadb")
-        command = [wrapper, sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]]
+        command = [wrapper, sys.executable, "-m", "bench.production", *sys.argv[1:]]
         os.execv(wrapper, command)  # noqa: S606
     if not Path(REDIS_SERVER).exists():
         sys.exit("redis-server is not installed (apt-get install redis-server): the benchmark needs it.")

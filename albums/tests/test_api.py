@@ -14,38 +14,9 @@ from rest_framework.test import APIClient
 
 from albums.models import Album, Milestone
 from collages.models import Collage
-from conftest import make_album, make_picture
+from everhash.testing.builders import add_pictures, make_album, make_picture
+from everhash.testing.fixtures import ROLES
 from pictures.models import Picture
-from pictures.tests.test_api import add_pictures
-
-ROLES = ("anonymous", "stranger", "owner", "staff")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttles():
-    """Throttle counters live in the cache: every test starts with none."""
-    cache.clear()
-
-
-@pytest.fixture
-def call(client, owner, other, staff):
-    """call(role, method, path, body=None): one request as anonymous, stranger, owner or staff."""
-    users = {"stranger": other, "owner": owner, "staff": staff}
-
-    def request(role: str, method: str, path: str, body: dict | None = None):
-        if role in users:
-            client.force_login(users[role])
-        elif client.cookies:
-            client.logout()
-        return getattr(client, method)(path, body, content_type="application/json")
-
-    return request
-
-
-@pytest.fixture
-def hush(owner) -> Album:
-    return make_album(owner=owner, hashtag="hush", title="Quiet", visibility=Album.Visibility.UNLISTED)
-
 
 # --- The permission matrix ----------------------------------------------------------------------
 

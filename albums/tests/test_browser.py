@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from albums.models import Album
-from conftest import make_picture, photo_bytes
+from everhash.testing.builders import make_picture, photo_bytes
 from pictures.models import Picture
 from pictures.services import ingest_photo, load_signature_index
 from tweets.sources import Photo, Post

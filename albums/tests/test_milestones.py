@@ -5,13 +5,8 @@ from django.core import mail
 from albums.models import Milestone
 from albums.services import announce_milestone, record_milestones, update_milestones
 from albums.signals import milestone_reached
-from conftest import make_album, make_picture
+from everhash.testing.builders import add_pictures, make_album
 from pictures.models import Picture
-
-
-def add_pictures(album, n, **kwargs):
-    for _ in range(n):
-        make_picture(album=album, **kwargs)
 
 
 def test_nothing_happens_below_the_first_milestone(album):

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from albums.models import Album, Milestone
-from conftest import make_album
+from everhash.testing.builders import make_album
 
 
 def test_one_album_per_hashtag(owner, other):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture
 from pictures.moderation import hide
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from albums.models import Album
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture
 
 

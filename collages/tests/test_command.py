@@ -12,8 +12,7 @@ from django.utils import timezone
 from albums.models import Album
 from collages import builder
 from collages.models import Collage
-from collages.tests.test_services import PALETTE, add_picture, add_pictures
-from conftest import make_album
+from everhash.testing.builders import PALETTE, make_album, make_coloured_picture, make_coloured_pictures
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -24,7 +23,7 @@ def run(*args: str) -> tuple[str, str]:
 
 @pytest.fixture
 def stale(album) -> Album:
-    add_pictures(album, 3)
+    make_coloured_pictures(album, 3)
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
     return album
 
@@ -33,7 +32,7 @@ def stale(album) -> Album:
 def quiet(owner) -> Album:
     """An album with pictures whose collage is not stale (and was never built)."""
     album = make_album(owner=owner, hashtag="dusk")
-    add_picture(album, PALETTE[7])
+    make_coloured_picture(album, PALETTE[7])
     return album
 
 

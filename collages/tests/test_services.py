@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
-from io import BytesIO
 
 import pytest
 import time_machine
@@ -16,69 +15,15 @@ from albums.models import Album
 from collages import builder, services
 from collages.models import Collage
 from collages.services import Outcome, build_collage, build_stale_collages, delete_collage
-from conftest import make_album, make_picture
+from everhash.testing.builders import (
+    PALETTE,
+    make_album,
+    make_coloured_picture,
+    make_coloured_pictures,
+    make_picture,
+    solid_jpeg,
+)
 from pictures.models import Picture
-
-# Distinct solid colours, far enough apart to be told apart after JPEG compression.
-PALETTE = [
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (255, 250, 200),
-    (128, 0, 0),
-    (170, 255, 195),
-    (128, 128, 0),
-    (255, 215, 180),
-    (0, 0, 128),
-    (128, 128, 128),
-]
-
-
-def jpeg(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
-    buffer = BytesIO()
-    Image.new("RGB", size, colour).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def fit(size: tuple[int, int], side: int) -> tuple[int, int]:
-    scale = min(side / size[0], side / size[1], 1.0)
-    return round(size[0] * scale), round(size[1] * scale)
-
-
-def add_picture(
-    album: Album,
-    colour: tuple[int, int, int],
-    *,
-    size: tuple[int, int] = (1600, 1200),
-    large_colour: tuple[int, int, int] | None = None,
-    **kwargs,
-) -> Picture:
-    """A picture of one solid colour, with real medium and large JPEG renditions in storage."""
-    picture = make_picture(album=album, width=size[0], height=size[1], **kwargs)
-    renditions = {}
-    for name, side, fill in (("medium", 1024, colour), ("large", 2048, large_colour or colour)):
-        width, height = fit(size, side)
-        key = f"renditions/{picture.content_hash[:2]}/{picture.content_hash}/{name}.jpg"
-        default_storage.save(key, ContentFile(jpeg(fill, (width, height))))
-        renditions[name] = {"key": key, "width": width, "height": height}
-    picture.renditions = renditions
-    picture.save(update_fields=["renditions"])
-    return picture
-
-
-def add_pictures(album: Album, count: int, **kwargs) -> list[Picture]:
-    """`count` pictures, the first the most liked: PALETTE[i] is expected in tile i."""
-    return [add_picture(album, PALETTE[i], like_count=1000 - i, **kwargs) for i in range(count)]
 
 
 def copy_pictures(pictures: list[Picture], *, album: Album) -> None:
@@ -115,9 +60,9 @@ def stored_collage_files() -> set[str]:
 
 
 def test_it_builds_a_share_image_and_a_square_from_the_most_liked_pictures(album):
-    add_picture(album, PALETTE[0], like_count=5)
-    add_picture(album, PALETTE[1], like_count=9)
-    add_picture(album, PALETTE[2], like_count=1)
+    make_coloured_picture(album, PALETTE[0], like_count=5)
+    make_coloured_picture(album, PALETTE[1], like_count=9)
+    make_coloured_picture(album, PALETTE[2], like_count=1)
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
 
     collage = build_collage(album=album)
@@ -136,24 +81,24 @@ def test_it_builds_a_share_image_and_a_square_from_the_most_liked_pictures(album
 
 def test_equal_likes_go_to_the_newest_picture(album):
     now = timezone.now()
-    add_picture(album, PALETTE[0], like_count=3, added_at=now - timedelta(hours=2))
-    add_picture(album, PALETTE[1], like_count=3, added_at=now)
-    add_picture(album, PALETTE[2], like_count=3, added_at=now - timedelta(hours=1))
+    make_coloured_picture(album, PALETTE[0], like_count=3, added_at=now - timedelta(hours=2))
+    make_coloured_picture(album, PALETTE[1], like_count=3, added_at=now)
+    make_coloured_picture(album, PALETTE[2], like_count=3, added_at=now - timedelta(hours=1))
 
     assert_shows(build_collage(album=album), [PALETTE[1], PALETTE[2], PALETTE[0]])
 
 
 def test_hidden_and_pending_pictures_never_appear(album):
-    add_picture(album, PALETTE[0], like_count=1)
-    add_picture(album, PALETTE[1], like_count=500, status=Picture.Status.HIDDEN)
-    add_picture(album, PALETTE[2], like_count=400, status=Picture.Status.PENDING)
-    add_picture(album, PALETTE[3], like_count=2)
+    make_coloured_picture(album, PALETTE[0], like_count=1)
+    make_coloured_picture(album, PALETTE[1], like_count=500, status=Picture.Status.HIDDEN)
+    make_coloured_picture(album, PALETTE[2], like_count=400, status=Picture.Status.PENDING)
+    make_coloured_picture(album, PALETTE[3], like_count=2)
 
     assert_shows(build_collage(album=album), [PALETTE[3], PALETTE[0]])
 
 
 def test_at_most_sixteen_pictures_are_shown(album):
-    add_pictures(album, 18)
+    make_coloured_pictures(album, 18)
 
     collage = build_collage(album=album)
 
@@ -162,7 +107,7 @@ def test_at_most_sixteen_pictures_are_shown(album):
 
 
 def test_the_same_pictures_give_the_same_bytes_and_the_same_keys(album, owner):
-    pictures = add_pictures(album, 7)
+    pictures = make_coloured_pictures(album, 7)
     first = build_collage(album=album)
     with default_storage.open(first.image_key, "rb") as file:
         first_bytes = file.read()
@@ -182,7 +127,7 @@ def test_the_same_pictures_give_the_same_bytes_and_the_same_keys(album, owner):
 
 
 def test_nothing_is_rebuilt_when_nothing_changed(album, monkeypatch):
-    add_pictures(album, 3)
+    make_coloured_pictures(album, 3)
     with time_machine.travel(timezone.now() - timedelta(days=1), tick=False):
         collage = build_collage(album=album)
     files = stored_collage_files()
@@ -206,7 +151,7 @@ def test_nothing_is_rebuilt_when_nothing_changed(album, monkeypatch):
 
 
 def test_hiding_a_picture_rebuilds_the_collage_without_it(album):
-    hero, *others = add_pictures(album, 4)
+    hero, *others = make_coloured_pictures(album, 4)
     before = build_collage(album=album)
 
     Picture.objects.filter(pk=hero.pk).update(status=Picture.Status.HIDDEN)
@@ -223,7 +168,7 @@ def test_hiding_a_picture_rebuilds_the_collage_without_it(album):
 
 
 def test_a_change_of_ranking_rebuilds_the_collage(album):
-    first, second = add_pictures(album, 2)
+    first, second = make_coloured_pictures(album, 2)
     before = build_collage(album=album)
 
     Picture.objects.filter(pk=second.pk).update(like_count=5000)
@@ -234,7 +179,7 @@ def test_a_change_of_ranking_rebuilds_the_collage(album):
 
 
 def test_force_rebuilds_an_unchanged_collage_under_the_same_keys(album):
-    add_pictures(album, 2)
+    make_coloured_pictures(album, 2)
     with time_machine.travel(timezone.now() - timedelta(days=1), tick=False):
         before = build_collage(album=album)
 
@@ -250,7 +195,7 @@ def test_force_rebuilds_an_unchanged_collage_under_the_same_keys(album):
 
 
 def test_a_picture_whose_files_are_missing_is_skipped_for_the_next_one(album, caplog):
-    hero, *others = add_pictures(album, 4)
+    hero, *others = make_coloured_pictures(album, 4)
     for rendition in hero.renditions.values():
         default_storage.delete(rendition["key"])
 
@@ -262,9 +207,9 @@ def test_a_picture_whose_files_are_missing_is_skipped_for_the_next_one(album, ca
 
 
 def test_a_missing_medium_falls_back_to_the_large_rendition(album):
-    add_picture(album, PALETTE[0], like_count=3)
-    second = add_picture(album, PALETTE[1], like_count=2, large_colour=PALETTE[10])
-    add_picture(album, PALETTE[2], like_count=1)
+    make_coloured_picture(album, PALETTE[0], like_count=3)
+    second = make_coloured_picture(album, PALETTE[1], like_count=2, large_colour=PALETTE[10])
+    make_coloured_picture(album, PALETTE[2], like_count=1)
     default_storage.delete(second.renditions["medium"]["key"])
 
     collage = build_collage(album=album)
@@ -273,16 +218,16 @@ def test_a_missing_medium_falls_back_to_the_large_rendition(album):
 
 
 def test_a_damaged_rendition_is_skipped(album):
-    pictures = add_pictures(album, 3)
+    pictures = make_coloured_pictures(album, 3)
     for rendition in pictures[2].renditions.values():
         default_storage.delete(rendition["key"])
-        default_storage.save(rendition["key"], ContentFile(jpeg(PALETTE[2], (1024, 768))[:900]))
+        default_storage.save(rendition["key"], ContentFile(solid_jpeg(PALETTE[2], (1024, 768))[:900]))
 
     assert_shows(build_collage(album=album), PALETTE[:2])
 
 
 def test_a_picture_without_renditions_is_skipped(album):
-    add_pictures(album, 2)
+    make_coloured_pictures(album, 2)
     make_picture(album=album, like_count=5000, renditions={})
 
     assert_shows(build_collage(album=album), PALETTE[:2])
@@ -290,11 +235,11 @@ def test_a_picture_without_renditions_is_skipped(album):
 
 def test_big_tiles_are_cut_from_the_large_rendition_and_small_ones_from_the_medium(album):
     # The two renditions differ in colour here, to see which one each tile came from.
-    add_picture(album, PALETTE[0], large_colour=PALETTE[1])
+    make_coloured_picture(album, PALETTE[0], large_colour=PALETTE[1])
     assert_shows(build_collage(album=album), [PALETTE[1]])
 
     for _ in range(15):
-        add_picture(album, PALETTE[0], like_count=0, large_colour=PALETTE[1])
+        make_coloured_picture(album, PALETTE[0], like_count=0, large_colour=PALETTE[1])
     collage = build_collage(album=album)
     landscape = tile_colours(collage.image_key, builder.LANDSCAPE, 16)
     # The hero of a 16-picture share image (594x466) fits in a 1024x768 medium; so do the small tiles.
@@ -305,7 +250,7 @@ def test_an_album_without_visible_pictures_has_no_collage(album):
     assert build_collage(album=album) is None
     assert not Collage.objects.filter(album=album).exists()
 
-    picture = add_picture(album, PALETTE[0])
+    picture = make_coloured_picture(album, PALETTE[0])
     collage = build_collage(album=album)
     Picture.objects.filter(pk=picture.pk).update(status=Picture.Status.HIDDEN)
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
@@ -321,7 +266,7 @@ def test_an_album_without_visible_pictures_has_no_collage(album):
 
 
 def test_deleting_a_collage_keeps_files_another_album_still_shows(album, owner):
-    pictures = add_pictures(album, 2)
+    pictures = make_coloured_pictures(album, 2)
     twin = make_album(owner=owner, hashtag="dusk")
     copy_pictures(pictures, album=twin)
     collage = build_collage(album=album)
@@ -337,9 +282,9 @@ def test_deleting_a_collage_keeps_files_another_album_still_shows(album, owner):
 
 
 def test_only_stale_albums_are_built(album, owner):
-    add_pictures(album, 2)
+    make_coloured_pictures(album, 2)
     quiet = make_album(owner=owner, hashtag="dusk")
-    add_picture(quiet, PALETTE[5])
+    make_coloured_picture(quiet, PALETTE[5])
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
 
     summary = build_stale_collages()
@@ -349,11 +294,11 @@ def test_only_stale_albums_are_built(album, owner):
 
 
 def test_a_failed_build_is_recorded_and_the_album_stays_stale(album, owner, monkeypatch, caplog):
-    add_pictures(album, 2)
+    make_coloured_pictures(album, 2)
     before = build_collage(album=album)
     healthy = make_album(owner=owner, hashtag="dusk", collage_stale=True)
-    add_picture(healthy, PALETTE[4])
-    add_picture(album, PALETTE[3], like_count=5000)
+    make_coloured_picture(healthy, PALETTE[4])
+    make_coloured_picture(album, PALETTE[3], like_count=5000)
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
     real_encode = builder.encode
 
@@ -380,10 +325,10 @@ def test_a_failed_build_is_recorded_and_the_album_stays_stale(album, owner, monk
 
 
 def test_a_collage_written_by_another_run_meanwhile_wins(album, monkeypatch):
-    add_pictures(album, 2)
+    make_coloured_pictures(album, 2)
     build_collage(album=album)
     files = stored_collage_files()
-    add_picture(album, PALETTE[3], like_count=5000)
+    make_coloured_picture(album, PALETTE[3], like_count=5000)
     real_encode = builder.encode
 
     def encode_while_another_run_writes(images):

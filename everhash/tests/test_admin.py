@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_picture
+from everhash.testing.builders import make_picture
 from tweets.models import FetchRun
 
 ADMIN_PAGES = [

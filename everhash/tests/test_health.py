@@ -7,7 +7,7 @@ from datetime import timedelta
 import time_machine
 from django.utils import timezone
 
-from conftest import make_album
+from everhash.testing.builders import make_album
 
 
 def health(client):

@@ -4,15 +4,11 @@ MySQL/MariaDB database on the suite's server (when the suite runs on MariaDB).""
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from everhash.testing.processes import manage, new_mariadb_database, run_python
 
 CHECK = """
 import django; django.setup()
@@ -25,12 +21,6 @@ print(album.title, album.owner.name)
 """
 
 
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=300
-    ).stdout
-
-
 @pytest.fixture
 def empty_database(tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "everhash.settings", "EVERHASH_VAR_DIR": str(tmp_path)}
@@ -39,23 +29,8 @@ def empty_database(tmp_path):
         env.pop("DB_NAME", None)
         yield env
         return
-    import MySQLdb
-
-    name = f"everhash_new_{secrets.token_hex(4)}"
-    db = settings.DATABASES["default"]
-    connect = {"user": db["USER"], "password": db["PASSWORD"], "charset": "utf8mb4"}
-    if db["HOST"].startswith("/"):
-        connect["unix_socket"] = db["HOST"]
-    else:
-        connect.update(host=db["HOST"], port=int(db["PORT"] or 3306))
-    server = MySQLdb.connect(**connect)
-    # As docs/deploy.rst tells an operator to create it.
-    server.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
+    with new_mariadb_database(settings.DATABASES["default"]) as name:
         yield {**env, "DB_NAME": name}
-    finally:
-        server.cursor().execute(f"DROP DATABASE {name}")
-        server.close()
 
 
 def test_migrations_apply_to_an_empty_database_and_emoji_survive(empty_database):
@@ -63,7 +38,5 @@ def test_migrations_apply_to_an_empty_database_and_emoji_survive(empty_database)
     plan = manage(empty_database, "showmigrations", "--plan")
     assert "[X]" in plan and "[ ]" not in plan
     manage(empty_database, "makemigrations", "--check", "--dry-run")
-    output = subprocess.run(
-        [sys.executable, "-c", CHECK], cwd=ROOT, env=empty_database, check=True, capture_output=True, text=True
-    ).stdout
+    output = run_python(empty_database, CHECK)
     assert output.strip() == "Sunset 🌅 party Zoë 🐈"

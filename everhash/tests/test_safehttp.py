@@ -7,7 +7,6 @@ wrapper, `safehttp._resolve`, to give host names addresses without a resolver.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,7 +14,8 @@ import pytest
 
 from everhash.lib import safehttp
 from everhash.lib.safehttp import DownloadError, FetchResult, download_image, fetch, is_denied_address
-from everhash.tests.media_server import MediaServer
+from everhash.testing.media_server import MediaServer
+from everhash.testing.processes import free_port
 
 MIB = 1024 * 1024
 PICTURE = b"\xff\xd8\xff\xe0" + b"a sunset, honestly" * 50
@@ -414,16 +414,12 @@ def test_it_reports_an_error_status(code, media, download):
 
 
 def test_it_reports_a_refused_connection(download):
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        url = f"https://127.0.0.1:{probe.getsockname()[1]}/a.jpg"
+    url = f"https://127.0.0.1:{free_port()}/a.jpg"  # a loopback port nobody listens on
     assert refusal(lambda: download(url)).reason == "connection"
 
 
 def test_it_ignores_proxies_from_the_environment(media, download, monkeypatch):
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        dead_proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead_proxy = f"http://127.0.0.1:{free_port()}"  # a loopback port nobody listens on
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(name, dead_proxy)
     monkeypatch.delenv("NO_PROXY", raising=False)

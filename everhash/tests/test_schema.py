@@ -23,8 +23,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from albums.models import Album, Milestone
 from collages.models import Collage
-from conftest import make_album
-from pictures.tests.test_api import add_pictures
+from everhash.testing.builders import add_pictures, make_album
 from tweets.models import FetchRun
 from users.models import ApiToken
 

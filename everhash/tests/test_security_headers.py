@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_album
+from everhash.testing.builders import make_album
 
 
 def test_every_page_carries_the_policy(client, album):

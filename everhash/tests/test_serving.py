@@ -10,20 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+from everhash.testing.processes import Gunicorn, manage
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -48,7 +41,6 @@ def get(url: str, **headers: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving")
-    port = free_port()
     ignored = {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE", "EVERHASH_LOG_FORMAT"}
     env = {k: v for k, v in os.environ.items() if k not in ignored}
     env.update(
@@ -59,39 +51,15 @@ def server(tmp_path_factory):
         EVERHASH_SQLITE_PATH=str(tmp / "db.sqlite3"),
         MEDIA_ROOT=str(tmp / "media"),
         STATIC_ROOT=str(tmp / "static"),
-        GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS="1",
     )
     env.pop("DB_NAME", None)  # SQLite: this test is about serving, not the database
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    log = open(tmp / "gunicorn.log", "w+")  # noqa: SIM115  (closed in teardown)
-    process = subprocess.Popen(
-        [str(GUNICORN), "-c", "python:everhash.gunicorn_conf", "everhash.wsgi"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                get(f"{base}/healthz")
-                break
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(Path(log.name).read_text()) from None
-                time.sleep(0.1)
-        yield base, Path(log.name)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    manage(env, "migrate", "-v0")
+    manage(env, "collectstatic", "--noinput", "-v0")
+    log = tmp / "gunicorn.log"
+    config = ["-c", "python:everhash.gunicorn_conf"]
+    with Gunicorn(env, config, log=log, bind_variable="GUNICORN_BIND") as gunicorn:
+        yield gunicorn.url, log
 
 
 def test_plain_http_is_redirected_to_https_but_the_health_probe_is_not(server):

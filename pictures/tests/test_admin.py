@@ -14,9 +14,8 @@ from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture, make_stored_picture, stored_keys
 from pictures.models import BlockedAuthor, BlockedWord, DeletedMedia, ModerationAction, Picture, Takedown
-from pictures.tests.test_moderation import files_of, real_picture
 from tweets.models import FetchRun
 from users.models import User
 
@@ -147,26 +146,26 @@ def test_bulk_approve_hide_and_unhide_go_through_the_audit_log(admin_client, sta
 
 
 def test_bulk_delete_asks_first_then_removes_rows_and_files(admin_client, album):
-    gone = real_picture(album, "coffee.png", post_id="1")
-    kept = real_picture(album, "rocket.jpg", post_id="2")
+    gone = make_stored_picture(album, "coffee.png", post_id="1")
+    kept = make_stored_picture(album, "rocket.jpg", post_id="2")
     Album.objects.update(collage_stale=False)
     confirm = act(admin_client, CHANGELIST, "delete_selected", [gone])
     assert confirm.status_code == 200 and b"Are you sure" in confirm.content
     assert Picture.objects.count() == 2
     act(admin_client, CHANGELIST, "delete_selected", [gone], post="yes")
     assert list(Picture.objects.values_list("pk", flat=True)) == [kept.pk]
-    assert not any(default_storage.exists(key) for key in files_of(gone))
-    assert all(default_storage.exists(key) for key in files_of(kept))
+    assert not any(default_storage.exists(key) for key in stored_keys(gone))
+    assert all(default_storage.exists(key) for key in stored_keys(kept))
     assert Album.objects.get().collage_stale
     assert ModerationAction.objects.get().action == "delete"
     assert DeletedMedia.objects.get().media_key == gone.media_key
 
 
 def test_deleting_one_picture_from_its_page_removes_its_files(admin_client, album):
-    picture = real_picture(album, "coffee.png")
+    picture = make_stored_picture(album, "coffee.png")
     admin_client.post(f"/admin/pictures/picture/{picture.pk}/delete/", {"post": "yes"})
     assert not Picture.objects.exists()
-    assert not any(default_storage.exists(key) for key in files_of(picture))
+    assert not any(default_storage.exists(key) for key in stored_keys(picture))
     assert ModerationAction.objects.get().action == "delete"
 
 
@@ -397,9 +396,9 @@ def test_blocked_words_are_added_and_removed_through_the_admin(admin_client, alb
 
 def test_a_takedown_by_link_deletes_the_post_everywhere(admin_client, staff, owner, album):
     beach = make_album(owner=owner, hashtag="beach")
-    here = real_picture(album, "coffee.png", post_id="1850000000000000007")
-    there = real_picture(beach, "coffee.png", post_id="1850000000000000007")
-    kept = real_picture(album, "rocket.jpg", post_id="1850000000000000008")
+    here = make_stored_picture(album, "coffee.png", post_id="1850000000000000007")
+    there = make_stored_picture(beach, "coffee.png", post_id="1850000000000000007")
+    kept = make_stored_picture(album, "rocket.jpg", post_id="1850000000000000008")
     response = admin_client.post(
         "/admin/pictures/takedown/add/",
         {"post": "https://twitter.com/ana/status/1850000000000000007", "source": "x", "reason": "DMCA"},
@@ -410,7 +409,7 @@ def test_a_takedown_by_link_deletes_the_post_everywhere(admin_client, staff, own
     record = Takedown.objects.get()
     assert (record.post_id, record.reason, record.created_by) == ("1850000000000000007", "DMCA", staff)
     assert list(Picture.objects.values_list("pk", flat=True)) == [kept.pk]
-    assert not any(default_storage.exists(key) for key in files_of(here) + files_of(there))
+    assert not any(default_storage.exists(key) for key in stored_keys(here) + stored_keys(there))
     again = admin_client.post("/admin/pictures/takedown/add/", {"post": "1850000000000000007", "source": "x"})
     assert "already taken down" in again.content.decode()
 
@@ -472,8 +471,8 @@ def test_fetch_now_makes_an_album_due_but_keeps_its_rate_limit(admin_client, own
 
 
 def test_rebuild_collage_builds_from_visible_pictures_only(admin_client, album):
-    first = real_picture(album, "coffee.png", post_id="1", likes=5)
-    real_picture(album, "rocket.jpg", post_id="2", likes=3)
+    first = make_stored_picture(album, "coffee.png", post_id="1", likes=5)
+    make_stored_picture(album, "rocket.jpg", post_id="2", likes=3)
     act(admin_client, ALBUMS, "rebuild_collage", [album])
     assert Collage.objects.get().picture_count == 2
     assert not Album.objects.get().collage_stale
@@ -497,10 +496,10 @@ def test_the_album_list_shows_counts_and_fetch_state(admin_client, album):
 
 
 def test_deleting_an_album_in_the_admin_removes_its_files(admin_client, album):
-    picture = real_picture(album, "coffee.png")
+    picture = make_stored_picture(album, "coffee.png")
     admin_client.post(f"/admin/albums/album/{album.pk}/delete/", {"post": "yes"})
     assert not Album.objects.exists()
-    assert not any(default_storage.exists(key) for key in files_of(picture))
+    assert not any(default_storage.exists(key) for key in stored_keys(picture))
 
 
 # --- The review grid in a real browser (Debian's Chromium through Playwright) ----------------------

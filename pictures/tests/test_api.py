@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,71 +12,10 @@ from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album
 from albums.services import pictures_changed
-from conftest import make_album, make_picture
-from pictures.models import Picture, Source
+from everhash.testing.builders import RENDITIONS, add_pictures, make_album, make_picture
+from everhash.testing.fixtures import ROLES
+from pictures.models import Picture
 from pictures.moderation import hide
-
-ROLES = ("anonymous", "stranger", "owner", "staff")
-RENDITIONS = {
-    "thumb": {"key": "renditions/ab/abc/thumb.jpg", "width": 200, "height": 200},
-    "square": {"key": "renditions/ab/abc/square.jpg", "width": 400, "height": 400},
-    "medium": {"key": "renditions/ab/abc/medium.jpg", "width": 1024, "height": 768},
-    "large": {"key": "renditions/ab/abc/large.jpg", "width": 2048, "height": 1536},
-}
-_serial = itertools.count(1)
-
-
-def add_pictures(album: Album, count: int, **fields) -> list[Picture]:
-    """`count` visible pictures in one INSERT, added a minute apart (the last one newest)."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    pictures = []
-    for index in range(count):
-        n = next(_serial)
-        values = {
-            "source": Source.SAMPLE,
-            "post_id": str(1_900_000_000_000_000_000 + n),
-            "media_key": f"bulk_{n}",
-            "permalink": f"https://x.com/someone/status/{1_900_000_000_000_000_000 + n}",
-            "author_handle": f"author{n % 7}",
-            "author_name": f"Author {n % 7}",
-            "like_count": n % 13,
-            "posted_at": start + timedelta(minutes=index),
-            "added_at": start + timedelta(minutes=index),
-            "width": 800,
-            "height": 600,
-            "content_hash": f"bulk{n:060x}",
-            "histogram": b"",
-            "structure_hash": "",
-            "original_key": f"originals/{n:064x}.jpg",
-            "renditions": RENDITIONS,
-        }
-        values.update(fields)
-        pictures.append(Picture(album=album, **values))
-    return Picture.objects.bulk_create(pictures)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttles():
-    cache.clear()
-
-
-@pytest.fixture
-def call(client, owner, other, staff):
-    users = {"stranger": other, "owner": owner, "staff": staff}
-
-    def request(role: str, method: str, path: str, body: dict | None = None, **headers):
-        if role in users:
-            client.force_login(users[role])
-        elif client.cookies:
-            client.logout()
-        return getattr(client, method)(path, body, content_type="application/json", **headers)
-
-    return request
-
-
-@pytest.fixture
-def hush(owner) -> Album:
-    return make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
 
 
 def ids(response) -> list[int]:

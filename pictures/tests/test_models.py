@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture, Source
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from datetime import UTC, datetime
 
 import pytest
 from django.core.cache import cache
@@ -14,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from albums.models import Album, Milestone
 from albums.services import record_milestones
-from conftest import make_album, make_picture, photo_bytes
+from everhash.testing.builders import make_album, make_picture, make_stored_picture, stored_keys
 from pictures import moderation
 from pictures.models import (
     BlockedAuthor,
@@ -22,11 +21,8 @@ from pictures.models import (
     DeletedMedia,
     ModerationAction,
     Picture,
-    Source,
     Takedown,
 )
-from pictures.services import ingest_photo, load_signature_index
-from tweets.sources import Photo, Post
 
 Status = Picture.Status
 
@@ -37,36 +33,6 @@ def _no_api_page_cache(settings):
     # pictures/api.py); these tests look at what a moderation action changes, not at that cache.
     settings.EVERHASH_API_CACHE_SECONDS = 0
     cache.clear()
-
-
-def real_picture(album: Album, name: str, *, handle: str = "ana", post_id: str = "1", media_key: str = "", **kw):
-    """A picture stored the way a fetch stores it: real bytes, renditions and files."""
-    photo = Photo(media_key=media_key or f"3_{name}", url="sample://x", width=0, height=0)
-    post = Post(
-        id=post_id,
-        permalink=f"https://x.com/{handle}/status/{post_id}",
-        author_handle=handle,
-        author_name=handle.title(),
-        text=kw.pop("text", "#sunset"),
-        like_count=kw.pop("likes", 1),
-        posted_at=datetime(2026, 11, 20, tzinfo=UTC),
-        sensitive=False,
-        photos=(photo,),
-    )
-    outcome = ingest_photo(
-        album=album,
-        source=kw.pop("source", Source.X),
-        post=post,
-        photo=photo,
-        data=photo_bytes(name, **kw),
-        index=load_signature_index(album=album),
-    )
-    assert outcome.kind == "added", outcome
-    return outcome.picture
-
-
-def files_of(picture: Picture) -> list[str]:
-    return [picture.original_key, *(r["key"] for r in picture.renditions.values())]
 
 
 def surfaces(client, album: Album, owner) -> dict[str, set[str]]:
@@ -105,9 +71,9 @@ def shows(client, album, owner, expected: set[str]) -> None:
 def three(album):
     """Three visible pictures by ana, bob and cy, files stored; the collage is up to date."""
     pictures = [
-        real_picture(album, "astronaut.png", handle="ana", post_id="11"),
-        real_picture(album, "coffee.png", handle="bob", post_id="12"),
-        real_picture(album, "rocket.jpg", handle="cy", post_id="13"),
+        make_stored_picture(album, "astronaut.png", handle="ana", post_id="11"),
+        make_stored_picture(album, "coffee.png", handle="bob", post_id="12"),
+        make_stored_picture(album, "rocket.jpg", handle="cy", post_id="13"),
     ]
     Album.objects.filter(pk=album.pk).update(collage_stale=False)
     return pictures
@@ -143,21 +109,21 @@ def test_deleting_removes_the_picture_and_its_files_everywhere(client, owner, st
     assert moderation.delete(pictures=one(bob), by=staff) == 1
     shows(client, album, owner, {"ana", "cy"})
     assert not Picture.objects.filter(pk=bob.pk).exists()
-    assert not any(default_storage.exists(key) for key in files_of(bob))
-    assert all(default_storage.exists(key) for key in files_of(ana))
+    assert not any(default_storage.exists(key) for key in stored_keys(bob))
+    assert all(default_storage.exists(key) for key in stored_keys(ana))
     assert stale(album)
     assert DeletedMedia.objects.filter(album=album, source="x", media_key=bob.media_key).exists()
 
 
 def test_files_shared_with_another_album_stay_until_the_last_copy_goes(owner, staff, album):
     beach = make_album(owner=owner, hashtag="beach")
-    here = real_picture(album, "chelsea.png", post_id="21")
-    there = real_picture(beach, "chelsea.png", post_id="21")
+    here = make_stored_picture(album, "chelsea.png", post_id="21")
+    there = make_stored_picture(beach, "chelsea.png", post_id="21")
     assert here.original_key == there.original_key
     moderation.delete(pictures=one(here), by=staff)
-    assert all(default_storage.exists(key) for key in files_of(there))
+    assert all(default_storage.exists(key) for key in stored_keys(there))
     moderation.delete(pictures=one(there), by=staff)
-    assert not any(default_storage.exists(key) for key in files_of(there))
+    assert not any(default_storage.exists(key) for key in stored_keys(there))
 
 
 def test_approving_pending_pictures_shows_them_everywhere(client, owner, staff, album, three):
@@ -170,7 +136,7 @@ def test_approving_pending_pictures_shows_them_everywhere(client, owner, staff, 
 
 
 def test_banning_an_author_hides_their_pictures_everywhere(client, owner, staff, album, three):
-    real_picture(album, "retina.jpg", handle="BOB", post_id="14")  # handles match whatever the case
+    make_stored_picture(album, "retina.jpg", handle="BOB", post_id="14")  # handles match whatever the case
     block, hidden = moderation.ban_author(source="x", handle="@Bob", album=album, by=staff, reason="spam")
     assert hidden == 2
     assert (block.album, block.source, block.handle, block.reason) == (album, "x", "bob", "spam")
@@ -184,7 +150,7 @@ def test_a_takedown_deletes_the_post_everywhere(client, owner, staff, album, thr
     assert deleted == 1
     assert (record.source, record.post_id) == ("x", bob.post_id)
     shows(client, album, owner, {"ana", "cy"})
-    assert not any(default_storage.exists(key) for key in files_of(bob))
+    assert not any(default_storage.exists(key) for key in stored_keys(bob))
 
 
 # --- Each action, in detail ---------------------------------------------------------------------------
@@ -358,16 +324,16 @@ def test_anything_else_is_refused_with_a_message(reference):
 
 def test_a_takedown_deletes_the_post_in_every_album_and_is_recorded_once(staff, owner, album):
     beach = make_album(owner=owner, hashtag="beach")
-    first = real_picture(album, "hubble_deep_field.jpg", post_id="900", media_key="3_a")
-    second = real_picture(album, "retina.jpg", post_id="900", media_key="3_b")
-    elsewhere = real_picture(beach, "hubble_deep_field.jpg", post_id="900", media_key="3_a")
-    kept = real_picture(album, "coffee.png", post_id="901")
+    first = make_stored_picture(album, "hubble_deep_field.jpg", post_id="900", media_key="3_a")
+    second = make_stored_picture(album, "retina.jpg", post_id="900", media_key="3_b")
+    elsewhere = make_stored_picture(beach, "hubble_deep_field.jpg", post_id="900", media_key="3_a")
+    kept = make_stored_picture(album, "coffee.png", post_id="901")
     Album.objects.update(collage_stale=False)
     _, deleted = moderation.takedown(post="https://x.com/ana/status/900", by=staff, reason="copyright")
     assert deleted == 3
     assert list(Picture.objects.values_list("pk", flat=True)) == [kept.pk]
     for picture in (first, second, elsewhere):
-        assert not any(default_storage.exists(key) for key in files_of(picture))
+        assert not any(default_storage.exists(key) for key in stored_keys(picture))
     assert stale(album) and stale(beach)
     again, deleted = moderation.takedown(post="900", by=staff)
     assert deleted == 0

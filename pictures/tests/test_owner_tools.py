@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from albums.models import Album
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from pictures.models import BlockedAuthor, ModerationAction, Picture
 
 Status = Picture.Status

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
 from collages.models import Collage
-from conftest import make_picture
+from everhash.testing.builders import make_picture
 from pictures.storage import modified_time, store_file
 
 HOUR = 3600

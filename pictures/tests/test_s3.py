@@ -6,13 +6,10 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 import zipfile
 from datetime import UTC, datetime, timedelta
 from io import StringIO
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,22 +22,16 @@ from django.utils import timezone
 from albums.models import Album
 from albums.services import delete_album
 from collages.models import Collage
-from conftest import make_album, make_picture, photo_bytes
+from everhash.testing.builders import make_album, make_picture, photo_bytes
+from everhash.testing.fixtures import fetch_tweets, use_s3
+from everhash.testing.processes import manage
+from everhash.testing.s3_server import S3Server, settings_from_env
 from pictures import moderation
 from pictures.models import Picture
 from pictures.storage import modified_time, signed_url_window, store_file
-from pictures.tests.conftest import use_s3
-from pictures.tests.s3_server import S3Server, settings_from_env
 from tweets.models import FetchRun
 
-ROOT = Path(__file__).resolve().parents[2]
 CACHE_CONTROL = "public, max-age=31536000, immutable"
-
-
-def fetch(*args: str) -> str:
-    out, err = StringIO(), StringIO()
-    call_command("fetch_tweets", *args, stdout=out, stderr=err)
-    return out.getvalue() + err.getvalue()
 
 
 def add_photo(fake_x, media_server, name: str, data: bytes, **kwargs) -> str:
@@ -113,7 +104,7 @@ def test_a_fetch_stores_every_object_privately_with_our_content_type_and_long_ca
     calls = Calls()
     add_photo(fake_x, media_server, "a.png", photo_bytes("chelsea.png", fmt="PNG"))
     add_photo(fake_x, media_server, "b.jpg", photo_bytes("rocket.jpg"))
-    assert "2 added" in fetch()
+    assert "2 added" in fetch_tweets()
 
     stored = s3.object_keys()
     assert stored == referenced()
@@ -150,7 +141,7 @@ def test_an_existing_old_object_is_written_again_so_prune_sees_it_in_use(s3):
 
 def test_pages_and_the_api_serve_signed_urls_that_return_the_bytes(s3, x_settings, fake_x, media_server, album, client):
     add_photo(fake_x, media_server, "b.jpg", photo_bytes("rocket.jpg"))
-    fetch()
+    fetch_tweets()
     picture = Picture.objects.get()
     page = client.get(f"/album/{album.hashtag}/").content.decode()
     urls = re.findall(rf'{re.escape(s3.endpoint_url)}/{s3.bucket}/renditions/[^"\s]+', page)
@@ -181,7 +172,7 @@ def test_the_owners_zip_streams_originals_from_the_bucket_and_leaves_out_a_missi
 ):
     add_photo(fake_x, media_server, "a.jpg", photo_bytes("rocket.jpg"))
     add_photo(fake_x, media_server, "b.png", photo_bytes("astronaut.png", fmt="PNG"))
-    fetch()
+    fetch_tweets()
     kept, lost = Picture.objects.order_by("original_key")
     s3.client().delete_object(Bucket=s3.bucket, Key=lost.original_key)
     client.force_login(owner)
@@ -242,7 +233,7 @@ def test_hiding_keeps_objects_and_deleting_removes_them_shared_ones_with_the_las
     fake_x.add_post(text="Lovely #sunset #beach", photos=[("3_both", media_server.url("/m/both"))])
     add_photo(fake_x, media_server, "own.jpg", photo_bytes("rocket.jpg"))
     add_photo(fake_x, media_server, "hidden.png", photo_bytes("astronaut.png", fmt="PNG"))
-    fetch()
+    fetch_tweets()
     shared = Picture.objects.get(album=beach)
     own = Picture.objects.filter(album=album).exclude(content_hash=shared.content_hash)
     hidden, mine = (own.get(original_key__endswith=".png"), own.get(original_key__endswith=".jpg"))
@@ -255,7 +246,7 @@ def test_hiding_keeps_objects_and_deleting_removes_them_shared_ones_with_the_las
     assert not keys_of(mine) & s3.object_keys()
     assert keys_of(hidden) | keys_of(shared) <= s3.object_keys()
 
-    fetch()  # rebuilds the collages the deletion made stale
+    fetch_tweets()  # rebuilds the collages the deletion made stale
     delete_album(album=Album.objects.get(pk=album.pk))
     left = s3.object_keys()
     assert keys_of(shared) <= left  # still in #beach
@@ -271,7 +262,7 @@ def test_hiding_keeps_objects_and_deleting_removes_them_shared_ones_with_the_las
 
 def test_prune_media_removes_old_orphans_from_the_bucket_and_nothing_else(s3, x_settings, fake_x, media_server, album):
     add_photo(fake_x, media_server, "b.jpg", photo_bytes("rocket.jpg"))
-    fetch()
+    fetch_tweets()
     in_use = s3.object_keys()
     client = s3.client()
     old_orphan = "renditions/ff/" + "f" * 64 + "/thumb.jpg"
@@ -305,7 +296,7 @@ def test_an_s3_outage_mid_fetch_fails_the_album_keeps_its_cursor_and_a_rerun_com
     # the first picture is complete, the second is half written.
     calls.after_put = lambda puts: s3.stop() if puts == 7 else None
 
-    output = fetch()
+    output = fetch_tweets()
     assert not s3.running
     assert "#sunset: failed, 1 added" in output and "StorageUnavailable" in output
     album.refresh_from_db()
@@ -321,7 +312,7 @@ def test_an_s3_outage_mid_fetch_fails_the_album_keeps_its_cursor_and_a_rerun_com
     assert len(stored) == 7
     assert set().union(*(keys_of(p) for p in Picture.objects.all())) <= stored  # no row without its files
 
-    output = fetch("--album", "sunset")  # what an operator runs once S3 is back
+    output = fetch_tweets("--album", "sunset")  # what an operator runs once S3 is back
     assert "#sunset: ok, 2 added, 0 duplicates, 0 rejected" in output
     assert Picture.objects.count() == 3
     assert Picture.objects.values("content_hash").distinct().count() == 3
@@ -333,12 +324,6 @@ def test_an_s3_outage_mid_fetch_fails_the_album_keeps_its_cursor_and_a_rerun_com
 def test_a_subprocess_configured_by_the_helpers_environment_writes_to_the_bucket(s3):
     """What the benchmarks and the Celery workers rely on: S3Server.env alone selects S3."""
     code = "from pictures.storage import store_file; store_file('collages/' + 'ab' * 32 + '.jpg', b'\\xff\\xd8 x')"
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "everhash.settings", **s3.env},
-        check=True,
-        timeout=60,
-    )
+    manage({**os.environ, "DJANGO_SETTINGS_MODULE": "everhash.settings", **s3.env}, "shell", "-c", code, timeout=60)
     head = s3.client().head_object(Bucket=s3.bucket, Key="collages/" + "ab" * 32 + ".jpg")
     assert (head["ContentType"], head["CacheControl"]) == ("image/jpeg", CACHE_CONTROL)

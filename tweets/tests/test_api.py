@@ -5,40 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album
-from conftest import make_album
+from everhash.testing.fixtures import ROLES
 from tweets.models import FetchRun
 
-ROLES = ("anonymous", "stranger", "owner", "staff")
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttles():
-    cache.clear()
-
-
-@pytest.fixture
-def call(client, owner, other, staff):
-    users = {"stranger": other, "owner": owner, "staff": staff}
-
-    def request(role: str, method: str, path: str):
-        if role in users:
-            client.force_login(users[role])
-        elif client.cookies:
-            client.logout()
-        return getattr(client, method)(path, content_type="application/json")
-
-    return request
-
-
-@pytest.fixture
-def hush(owner) -> Album:
-    return make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
 
 
 def add_runs(album: Album, count: int) -> list[FetchRun]:

@@ -10,24 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from conftest import COLOUR_PHOTOS, free_port, make_album, photo_bytes, process_environment
+from everhash.testing import processes
+from everhash.testing.builders import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.processes import ROOT, manage, run_python, stop, wait_for
 from tweets.services import finish_round
-
-ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 SETUP = """
 import json, sys
@@ -75,118 +70,30 @@ app.Beat(loglevel="INFO", schedule=sys.argv[1]).run()
 """
 
 
-def python(env: dict, code: str, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True, text=True
-    ).stdout
-
-
 def report(env: dict) -> dict:
-    return json.loads(python(env, REPORT))
+    return json.loads(run_python(env, REPORT))
 
 
 def emails_sent(env: dict) -> int:
     return sum(path.read_text().count("\nSubject: ") for path in Path(env["EMAIL_FILE_PATH"]).glob("*.log"))
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout} s waiting: {what()}")
-        time.sleep(0.1)
-
-
-def stop(*processes: subprocess.Popen) -> None:
-    """SIGTERM (a worker's warm shutdown) to all, then SIGKILL to the process group (pool children too)
-    of any still running after 15 s."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-class Service:
-    """A process started by a fixture, its output in a log file."""
-
-    def __init__(self, name: str, command: list[str], *, env: dict, log: Path) -> None:
-        self.name = name
-        self.log = log
-        with open(log, "wb") as output:
-            # Its own process group, so a worker and its pool children can be killed together.
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+class Service(processes.Service):
+    """A worker, beat or fetch_tweets process; its log says which worker fetched what."""
 
     def fetches(self) -> list[dict]:
         return [match.groupdict() for match in FETCH_LINE.finditer(self.text())]
 
-    def wait_for_line(self, fragment: str, *, timeout: float = 30) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.text()}")
-            return fragment in self.text()
-
-        wait_for(seen, timeout=timeout, what=lambda: f"{fragment!r} in the log of {self.name}:\n{self.text()}")
-
 
 @pytest.fixture
-def redis_url(tmp_path):
-    """A private redis-server on a free loopback port, with a password: no other process shares it."""
-    if not Path(REDIS_SERVER).exists():
-        message = "redis-server is not installed (apt-get install redis-server): the Celery tests did not run"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    import redis
-
-    password = secrets.token_hex(16)
-    for attempt in range(3):  # the free port may be taken by someone else before the server binds it
-        port = free_port()
-        folder = tmp_path / f"redis-{attempt}"
-        folder.mkdir()
-        command = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        command += ["--dir", str(folder), "--requirepass", password]
-        server = Service("redis-server", command, env=dict(os.environ), log=folder / "log")
-        client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=1)
-
-        def ours(server=server, client=client) -> bool:
-            if server.process.poll() is not None:
-                return True  # it could not start: try another port
-            try:
-                return client.info("server")["process_id"] == server.process.pid
-            except redis.RedisError:
-                return False  # not listening yet (or another server on that port, refusing the password)
-
-        try:
-            wait_for(ours, timeout=10, what=server.text)
-            if server.process.poll() is None:
-                yield f"redis://:{password}@127.0.0.1:{port}/0"
-                return
-        finally:
-            client.close()
-            stop(server.process)
-    pytest.fail(f"redis-server did not start:\n{server.text()}")
-
-
-@pytest.fixture
-def environment(tmp_path, tls_ca, fake_x, redis_url):
+def environment(process_env, redis_url):
     """What cron, workers and beat all get, as in test_concurrency.py, plus the broker."""
     env = {
-        **process_environment(tmp_path, tls_ca=tls_ca, fake_x=fake_x),
+        **process_env,
         "LOG_LEVEL": "INFO",
         "CELERY_BROKER_URL": redis_url,
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    manage(env, "migrate", "-v0")
     return env
 
 
@@ -197,7 +104,7 @@ def albums(env: dict, fake_x, *, tags: list[str], photos: int, milestones: str =
         for i in range(photos):
             url = fake_x.add_image(f"{tag}-{i}.jpg", photo_bytes(COLOUR_PHOTOS[i]))
             fake_x.add_post(tag=tag, photos=[(f"3_{tag}{i}", url)])
-    return json.loads(python(env, SETUP, *tags))
+    return json.loads(run_python(env, SETUP, *tags))
 
 
 @pytest.fixture
@@ -306,14 +213,7 @@ def test_cron_and_celery_at_once_store_each_photo_once_and_send_each_milestone_o
 def test_a_duplicate_fetch_task_does_nothing(environment, fake_x, start_workers, broker):
     ids = albums(environment, fake_x, tags=["alpha", "bravo"], photos=2)
     # Cron gets to alpha first; then a task for alpha arrives.
-    subprocess.run(
-        [sys.executable, "manage.py", "fetch_tweets", "--album", "alpha"],
-        cwd=ROOT,
-        env=environment,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    manage(environment, "fetch_tweets", "--album", "alpha", timeout=120)
     workers = start_workers()
     broker("tweets.tasks.fetch_album_task", ids["bravo"])
     wait_for(lambda: fetched(workers), timeout=60, what=lambda: logs(workers))

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COLOUR_PHOTOS, photo_bytes, process_environment
-
-ROOT = Path(__file__).resolve().parents[2]
+from everhash.testing.builders import COLOUR_PHOTOS, photo_bytes
+from everhash.testing.processes import ROOT, manage, run_python
 
 SETUP = """
 import django; django.setup()
@@ -38,17 +37,11 @@ print(Picture.objects.count(), Picture.objects.values("album", "content_hash").d
 
 
 @pytest.fixture
-def environment(tmp_path, tls_ca, fake_x):
-    env = {**process_environment(tmp_path, tls_ca=tls_ca, fake_x=fake_x), "EVERHASH_MILESTONES": "5"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    subprocess.run([sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True, timeout=60)
+def environment(process_env):
+    env = {**process_env, "EVERHASH_MILESTONES": "5"}
+    manage(env, "migrate", "-v0")
+    run_python(env, SETUP, timeout=60)
     return env
-
-
-def python(env, code: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60, capture_output=True, text=True
-    ).stdout
 
 
 def test_two_overlapping_runs_store_each_photo_once_and_send_each_milestone_once(environment, fake_x):
@@ -67,7 +60,7 @@ def test_two_overlapping_runs_store_each_photo_once_and_send_each_milestone_once
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert all("Traceback" not in err for _, err in outputs), outputs
 
-    pictures, distinct, milestones, notified = map(int, python(environment, REPORT).split())
+    pictures, distinct, milestones, notified = map(int, run_python(environment, REPORT, timeout=60).split())
     assert pictures == distinct == 24
     assert (milestones, notified) == (2, 2)
     mails = list(Path(environment["EMAIL_FILE_PATH"]).glob("*.log"))

@@ -7,15 +7,14 @@ HTTPS fake X API, real image bytes from the loopback media server.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from albums.models import Album
-from conftest import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.builders import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.fixtures import fetch_tweets
 from pictures import moderation
 from pictures.models import BlockedAuthor, Picture
 from tweets.models import FetchRun
@@ -23,17 +22,6 @@ from tweets.services import policy_status
 from tweets.sources import Post
 
 Status = Picture.Status
-
-
-def fetch(*args: str) -> str:
-    out = StringIO()
-    call_command("fetch_tweets", *args, stdout=out)
-    return out.getvalue()
-
-
-@pytest.fixture
-def sunset(owner):
-    return make_album(owner=owner, hashtag="sunset", title="Sunsets")
 
 
 def post(fake_x, media_server, **kwargs) -> str:
@@ -51,15 +39,15 @@ def by_author() -> dict[str, str]:
     return dict(Picture.objects.values_list("author_handle", "status"))
 
 
-def test_a_banned_authors_new_posts_are_skipped(x_settings, fake_x, media_server, staff, sunset):
+def test_a_banned_authors_new_posts_are_skipped(x_settings, fake_x, media_server, staff, album):
     post(fake_x, media_server, author=("Spammer", "Spam Co"))
     post(fake_x, media_server, author=("ana", "Ana"))
-    fetch()
-    _, hidden = moderation.ban_author(source="x", handle="spammer", album=sunset, by=staff)
+    fetch_tweets()
+    _, hidden = moderation.ban_author(source="x", handle="spammer", album=album, by=staff)
     assert hidden == 1
     spam = post(fake_x, media_server, author=("SPAMMER", "Spam Co"))
     post(fake_x, media_server, author=("bob", "Bob"))
-    output = fetch("--album", "sunset")
+    output = fetch_tweets("--album", "sunset")
     assert "1 added, 0 duplicates, 0 rejected, 1 skipped" in output
     assert FetchRun.objects.order_by("-started").first().skipped == 1
     assert Picture.objects.filter(post_id=spam).count() == 0
@@ -68,30 +56,30 @@ def test_a_banned_authors_new_posts_are_skipped(x_settings, fake_x, media_server
     assert by_author()["bob"] == Status.VISIBLE
 
 
-def test_a_ban_from_every_album_applies_to_every_album(x_settings, fake_x, media_server, staff, sunset, other):
+def test_a_ban_from_every_album_applies_to_every_album(x_settings, fake_x, media_server, staff, album, other):
     make_album(owner=other, hashtag="beach")
     moderation.ban_author(source="x", handle="@troll", album=None, by=staff)
     post(fake_x, media_server, author=("troll", "Troll"), text="Look #sunset #beach")
     post(fake_x, media_server, author=("ana", "Ana"), text="Look #sunset #beach")
-    fetch()
+    fetch_tweets()
     assert sorted(Picture.objects.values_list("album__hashtag", "author_handle")) == [
         ("beach", "ana"),
         ("sunset", "ana"),
     ]
 
 
-def test_a_ban_from_another_album_does_not_apply_here(x_settings, fake_x, media_server, staff, sunset, other):
+def test_a_ban_from_another_album_does_not_apply_here(x_settings, fake_x, media_server, staff, album, other):
     beach = make_album(owner=other, hashtag="beach")
     moderation.ban_author(source="x", handle="ana", album=beach, by=staff)
     post(fake_x, media_server, author=("ana", "Ana"))
-    assert "1 added" in fetch("--album", "sunset")
+    assert "1 added" in fetch_tweets("--album", "sunset")
     assert by_author() == {"ana": Status.VISIBLE}
 
 
-def test_a_ban_on_another_source_does_not_apply(x_settings, fake_x, media_server, staff, sunset):
-    moderation.ban_author(source="sample", handle="ana", album=sunset, by=staff)
+def test_a_ban_on_another_source_does_not_apply(x_settings, fake_x, media_server, staff, album):
+    moderation.ban_author(source="sample", handle="ana", album=album, by=staff)
     post(fake_x, media_server, author=("ana", "Ana"))
-    fetch()
+    fetch_tweets()
     assert by_author() == {"ana": Status.VISIBLE}
 
 
@@ -100,29 +88,29 @@ def test_a_ban_on_another_source_does_not_apply(x_settings, fake_x, media_server
     [(Album.BlockedWordsAction.HOLD, {"ana": Status.PENDING}), (Album.BlockedWordsAction.SKIP, {})],
 )
 def test_a_blocked_word_holds_or_skips_the_post_per_album(
-    x_settings, fake_x, media_server, staff, sunset, action, expected
+    x_settings, fake_x, media_server, staff, album, action, expected
 ):
-    Album.objects.filter(pk=sunset.pk).update(blocked_words_action=action)
-    moderation.block_word(word="Free Crypto", album=sunset, by=staff)
+    Album.objects.filter(pk=album.pk).update(blocked_words_action=action)
+    moderation.block_word(word="Free Crypto", album=album, by=staff)
     post(fake_x, media_server, author=("ana", "Ana"), text="FREE  crypto!! #sunset")
     post(fake_x, media_server, author=("bob", "Bob"), text="Freedom, cryptography #sunset")
-    output = fetch()
+    output = fetch_tweets()
     assert by_author() == {**expected, "bob": Status.VISIBLE}
     assert f"{0 if expected else 1} skipped" in output
 
 
-def test_a_global_blocked_word_applies_to_every_album(x_settings, fake_x, media_server, staff, sunset, other):
+def test_a_global_blocked_word_applies_to_every_album(x_settings, fake_x, media_server, staff, album, other):
     make_album(owner=other, hashtag="beach", blocked_words_action=Album.BlockedWordsAction.SKIP)
     moderation.block_word(word="spoiler", album=None, by=staff)
     post(fake_x, media_server, author=("ana", "Ana"), text="Spoiler: #sunset #beach")
-    fetch()
+    fetch_tweets()
     assert list(Picture.objects.values_list("album__hashtag", "status")) == [("sunset", Status.PENDING)]
 
 
-def test_another_albums_blocked_word_does_not_apply(x_settings, fake_x, media_server, staff, sunset, other):
+def test_another_albums_blocked_word_does_not_apply(x_settings, fake_x, media_server, staff, album, other):
     moderation.block_word(word="spoiler", album=make_album(owner=other, hashtag="beach"), by=staff)
     post(fake_x, media_server, author=("ana", "Ana"), text="Spoiler #sunset")
-    fetch("--album", "sunset")
+    fetch_tweets("--album", "sunset")
     assert by_author() == {"ana": Status.VISIBLE}
 
 
@@ -135,44 +123,42 @@ def test_another_albums_blocked_word_does_not_apply(x_settings, fake_x, media_se
     ],
 )
 def test_sensitive_posts_are_skipped_held_or_allowed_per_album(
-    x_settings, fake_x, media_server, sunset, setting, expected
+    x_settings, fake_x, media_server, album, setting, expected
 ):
-    Album.objects.filter(pk=sunset.pk).update(sensitive_media=setting)
+    Album.objects.filter(pk=album.pk).update(sensitive_media=setting)
     post(fake_x, media_server, author=("flagged", "F"), sensitive=True)
     post(fake_x, media_server, author=("safe", "S"))
-    fetch()
+    fetch_tweets()
     assert by_author() == expected
 
 
-def test_sensitive_posts_are_held_by_default(x_settings, fake_x, media_server, sunset):
+def test_sensitive_posts_are_held_by_default(x_settings, fake_x, media_server, album):
     post(fake_x, media_server, author=("flagged", "F"), sensitive=True)
-    fetch()
+    fetch_tweets()
     assert by_author() == {"flagged": Status.PENDING}
 
 
-def test_an_approve_first_album_holds_everything_until_approved(
-    x_settings, fake_x, media_server, staff, sunset, client
-):
-    Album.objects.filter(pk=sunset.pk).update(moderation=Album.Moderation.APPROVE_FIRST)
+def test_an_approve_first_album_holds_everything_until_approved(x_settings, fake_x, media_server, staff, album, client):
+    Album.objects.filter(pk=album.pk).update(moderation=Album.Moderation.APPROVE_FIRST)
     post(fake_x, media_server, author=("ana", "Ana"))
     post(fake_x, media_server, author=("bob", "Bob"))
-    assert "2 added" in fetch()
+    assert "2 added" in fetch_tweets()
     assert set(by_author().values()) == {Status.PENDING}
     assert client.get("/album/sunset/feed.json").json()["pictures"] == []
     moderation.approve(pictures=Picture.objects.filter(author_handle="ana"), by=staff)
     assert [p["author_handle"] for p in client.get("/album/sunset/feed.json").json()["pictures"]] == ["ana"]
 
 
-def test_a_taken_down_post_is_never_fetched_again(x_settings, fake_x, media_server, staff, sunset, other):
+def test_a_taken_down_post_is_never_fetched_again(x_settings, fake_x, media_server, staff, album, other):
     beach = make_album(owner=other, hashtag="beach")
     taken = post(fake_x, media_server, author=("ana", "Ana"), text="Mine #sunset #beach")
     post(fake_x, media_server, author=("bob", "Bob"))
-    fetch()
+    fetch_tweets()
     assert Picture.objects.filter(post_id=taken).count() == 2
     _, deleted = moderation.takedown(post=f"https://x.com/ana/status/{taken}", by=staff)
     assert deleted == 2
     hits = media_server.hits[f"/media/{taken}"]
-    output = fetch("--album", "sunset", "--album", "beach", "--backfill")  # walks every post again
+    output = fetch_tweets("--album", "sunset", "--album", "beach", "--backfill")  # walks every post again
     assert "#sunset: ok, 0 added, 0 duplicates, 0 rejected, 1 skipped, 2 posts" in output
     assert "#beach: ok, 0 added, 0 duplicates, 0 rejected, 1 skipped, 1 posts" in output
     assert not Picture.objects.filter(post_id=taken).exists()
@@ -180,33 +166,33 @@ def test_a_taken_down_post_is_never_fetched_again(x_settings, fake_x, media_serv
     assert beach.pictures.count() == 0
 
 
-def test_a_deleted_picture_is_not_fetched_into_its_album_again(x_settings, fake_x, media_server, staff, sunset, other):
+def test_a_deleted_picture_is_not_fetched_into_its_album_again(x_settings, fake_x, media_server, staff, album, other):
     beach = make_album(owner=other, hashtag="beach")
     gone = post(fake_x, media_server, author=("ana", "Ana"), text="#sunset #beach")
-    fetch()
-    moderation.delete(pictures=Picture.objects.filter(album=sunset, post_id=gone), by=staff)
-    output = fetch("--album", "sunset", "--backfill")
+    fetch_tweets()
+    moderation.delete(pictures=Picture.objects.filter(album=album, post_id=gone), by=staff)
+    output = fetch_tweets("--album", "sunset", "--backfill")
     assert "#sunset: ok, 0 added, 0 duplicates, 0 rejected, 0 skipped, 1 posts" in output
-    assert not sunset.pictures.exists()
+    assert not album.pictures.exists()
     assert beach.pictures.filter(post_id=gone).exists()  # deleted from one album only
 
 
-def test_a_hidden_picture_stays_hidden_after_another_fetch(x_settings, fake_x, media_server, staff, sunset):
+def test_a_hidden_picture_stays_hidden_after_another_fetch(x_settings, fake_x, media_server, staff, album):
     post(fake_x, media_server, author=("ana", "Ana"))
-    fetch()
+    fetch_tweets()
     moderation.hide(pictures=Picture.objects.all(), by=staff)
-    assert "0 added, 0 duplicates, 0 rejected, 0 skipped, 1 posts" in fetch("--album", "sunset", "--backfill")
+    assert "0 added, 0 duplicates, 0 rejected, 0 skipped, 1 posts" in fetch_tweets("--album", "sunset", "--backfill")
     assert by_author() == {"ana": Status.HIDDEN}
 
 
-def test_the_block_lists_are_read_once_per_album_per_run(x_settings, fake_x, media_server, staff, sunset):
-    moderation.ban_author(source="x", handle="spammer", album=sunset, by=staff)
+def test_the_block_lists_are_read_once_per_album_per_run(x_settings, fake_x, media_server, staff, album):
+    moderation.ban_author(source="x", handle="spammer", album=album, by=staff)
     moderation.block_word(word="spoiler", album=None, by=staff)
     for _ in range(5):
         post(fake_x, media_server, author=("spammer", "S"))
         post(fake_x, media_server, author=("ana", "Ana"), text="spoiler #sunset")
     with CaptureQueriesContext(connection) as queries:
-        assert "10 posts" in fetch()
+        assert "10 posts" in fetch_tweets()
     for table in ("pictures_blockedauthor", "pictures_blockedword", "pictures_takedown", "pictures_deletedmedia"):
         assert sum(table in q["sql"] for q in queries.captured_queries) == 1, table
 
@@ -233,25 +219,25 @@ def decide(album: Album, **kwargs) -> str | None:
     return policy_status(album=album, post=a_post(**kwargs), policy=moderation.Policy.for_album(album, source="x"))
 
 
-def test_skipping_wins_over_holding_and_holding_over_showing(staff, sunset):
-    moderation.block_word(word="spoiler", album=sunset, by=staff)
-    assert decide(sunset) == Status.VISIBLE
-    assert decide(sunset, text="spoiler") == Status.PENDING
-    assert decide(sunset, sensitive=True) == Status.PENDING
-    Album.objects.filter(pk=sunset.pk).update(sensitive_media=Album.SensitiveMedia.SKIP)
-    sunset.refresh_from_db()
-    assert decide(sunset, text="spoiler", sensitive=True) is None  # held for the word, skipped as sensitive
-    Album.objects.filter(pk=sunset.pk).update(
+def test_skipping_wins_over_holding_and_holding_over_showing(staff, album):
+    moderation.block_word(word="spoiler", album=album, by=staff)
+    assert decide(album) == Status.VISIBLE
+    assert decide(album, text="spoiler") == Status.PENDING
+    assert decide(album, sensitive=True) == Status.PENDING
+    Album.objects.filter(pk=album.pk).update(sensitive_media=Album.SensitiveMedia.SKIP)
+    album.refresh_from_db()
+    assert decide(album, text="spoiler", sensitive=True) is None  # held for the word, skipped as sensitive
+    Album.objects.filter(pk=album.pk).update(
         sensitive_media=Album.SensitiveMedia.ALLOW,
         blocked_words_action=Album.BlockedWordsAction.SKIP,
         moderation=Album.Moderation.APPROVE_FIRST,
     )
-    sunset.refresh_from_db()
-    assert decide(sunset, sensitive=True) == Status.PENDING  # approve-first holds everything
-    assert decide(sunset, text="SPOILER!") is None
-    moderation.ban_author(source="x", handle="ana", album=sunset, by=staff)
-    assert decide(sunset) is None
-    assert decide(sunset, author_handle="bob") == Status.PENDING
+    album.refresh_from_db()
+    assert decide(album, sensitive=True) == Status.PENDING  # approve-first holds everything
+    assert decide(album, text="SPOILER!") is None
+    moderation.ban_author(source="x", handle="ana", album=album, by=staff)
+    assert decide(album) is None
+    assert decide(album, author_handle="bob") == Status.PENDING
     moderation.takedown(post="2", by=staff)
-    assert decide(sunset, id="2", author_handle="bob") is None
+    assert decide(album, id="2", author_handle="bob") is None
     assert BlockedAuthor.objects.count() == 1

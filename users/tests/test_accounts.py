@@ -10,7 +10,7 @@ from django.test import Client
 
 from albums.models import Album, Follower, Milestone
 from albums.services import update_milestones
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from users.models import User
 
 PASSWORD = "a-long-Passphrase-42"

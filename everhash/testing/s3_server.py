@@ -13,21 +13,25 @@ moto neither checks the signature nor the expiry of presigned URLs (checked with
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import secrets
-import socket
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from moto.server import ThreadedMotoServer
+
+from everhash.testing.processes import ROOT, free_port
 
 REGION = "eu-west-1"
 ACCESS_KEY_ID = "AKIAEVERHASHTEST0000"
 SECRET_ACCESS_KEY = "everhash-test-secret"  # noqa: S105  (moto accepts any key)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class S3Server:
@@ -116,11 +120,9 @@ class S3Server:
 
 def settings_from_env(env: dict[str, str]) -> dict:
     """Run everhash/settings.py with `env` added to the environment; its module globals."""
-    import os
     import runpy
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "everhash" / "settings.py"
+    path = ROOT / "everhash" / "settings.py"
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
@@ -131,3 +133,45 @@ def settings_from_env(env: dict[str, str]) -> dict:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+SUBPROCESS = """
+import json, sys
+from everhash.testing.s3_server import S3Server
+server = S3Server(bucket=sys.argv[1]).start()
+print(json.dumps(server.env), flush=True)
+sys.stdin.read()  # until the parent closes the pipe, or dies
+server.stop()
+"""
+
+
+@contextlib.contextmanager
+def s3_server_process(folder: Path, *, bucket: str) -> Iterator[tuple[dict[str, str], int]]:
+    """An S3Server in a process of its own (its CPU counted apart from the caller's, its own GIL):
+    yields (its EVERHASH_S3_* variables, its pid). It stops when the pipe to it closes."""
+    (folder / "moto-tmp").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(folder / "moto-tmp")}  # moto spools large objects to files
+    with (folder / "moto.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SUBPROCESS, bucket],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(f"moto did not start:\n{(folder / 'moto.log').read_text(errors='replace')[-3000:]}")
+        yield json.loads(line), process.pid
+    finally:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
