@@ -52,24 +52,14 @@ def throwaway_folder(keep: bool = False, prefix: str = "everhash-bench-") -> Ite
 
 
 def server_environment(folder: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "everhash.settings",
-        "EVERHASH_VAR_DIR": str(folder),
-        "EVERHASH_SQLITE_PATH": str(folder / "bench.sqlite3"),
-        "MEDIA_ROOT": str(folder / "media"),
-        "STATIC_ROOT": str(folder / "static"),
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-        "ALLOWED_HOSTS": "127.0.0.1",
+    return {
+        **processes.production_environment(folder),  # always a throwaway SQLite file
         "SECURE_SSL_REDIRECT": "false",  # plain http on loopback
         # Throttling stays on (its cost is part of every request) with rates the load never reaches.
         "EVERHASH_API_ANON_RATE": "100000000/min",
         "EVERHASH_API_USER_RATE": "100000000/min",
         "LOG_LEVEL": "ERROR",
     }
-    env.pop("DB_NAME", None)  # always the throwaway SQLite file
-    return env
 
 
 FILL = """

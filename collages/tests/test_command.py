@@ -10,9 +10,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from albums.models import Album
-from collages import builder
 from collages.models import Collage
 from everhash.testing.builders import PALETTE, make_album, make_coloured_picture, make_coloured_pictures
+from everhash.testing.fixtures import fail_collage_encoding
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -114,14 +114,7 @@ def test_an_unknown_or_malformed_album_is_an_error(stale):
 
 def test_a_failure_is_reported_and_does_not_stop_the_others(stale, quiet, monkeypatch):
     Album.objects.filter(pk=quiet.pk).update(collage_stale=True)
-    real_encode = builder.encode
-
-    def encode(images):
-        if len(images) == 3:
-            raise OSError("disk full")
-        return real_encode(images)
-
-    monkeypatch.setattr(builder, "encode", encode)
+    fail_collage_encoding(monkeypatch, pictures=3)
     stdout, stderr = StringIO(), StringIO()
 
     with pytest.raises(CommandError, match="1 collage\\(s\\) failed"):

@@ -23,6 +23,7 @@ from everhash.testing.builders import (
     make_picture,
     solid_jpeg,
 )
+from everhash.testing.fixtures import fail_collage_encoding
 from pictures.models import Picture
 
 
@@ -300,14 +301,7 @@ def test_a_failed_build_is_recorded_and_the_album_stays_stale(album, owner, monk
     make_coloured_picture(healthy, PALETTE[4])
     make_coloured_picture(album, PALETTE[3], like_count=5000)
     Album.objects.filter(pk=album.pk).update(collage_stale=True)
-    real_encode = builder.encode
-
-    def encode(images):
-        if len(images) == 3:
-            raise OSError("disk full")
-        return real_encode(images)
-
-    monkeypatch.setattr(builder, "encode", encode)
+    fail_collage_encoding(monkeypatch, pictures=3)
 
     with caplog.at_level(logging.ERROR, logger="everhash.collages"):
         summary = build_stale_collages()

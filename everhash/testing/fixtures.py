@@ -1,8 +1,9 @@
 """The shared pytest fixtures, a plugin registered by the root conftest.py (`pytest_plugins`).
 
 - every test: media in its own folder, email to Django's outbox, an empty cache (`_isolated_media`);
-- the standard users and roles: `owner`, `other` (a signed-up stranger), `staff`, the `album`
-  fixture, and `call(role, ...)` for requests as each of ROLES;
+- the standard users and roles: `owner`, `other` (a signed-up stranger), `staff`, the albums
+  `album` (public) and `hush` (unlisted), and `call(role, ...)` for requests as each of ROLES;
+- helpers for tests to import: `fetch_tweets(...)`, `fail_collage_encoding(...)`, `use_s3(...)`;
 - loopback servers: `tls_ca`, `fake_x`, `media_server`, `x_settings`, `smtp_server`/`smtp_down`,
   `s3` (moto), `redis_url`, and Chromium (`browser`, with every page checked against the CSP).
 """
@@ -94,6 +95,20 @@ def album(owner) -> Album:
 def hush(owner) -> Album:
     """An unlisted album: found only with its key (`hush.secret`)."""
     return make_album(owner=owner, hashtag="hush", title="Quiet", visibility=Album.Visibility.UNLISTED)
+
+
+def fail_collage_encoding(monkeypatch, *, pictures: int) -> None:
+    """Make collages/builder.encode fail ("disk full") for collages of that many pictures only."""
+    from collages import builder
+
+    real_encode = builder.encode
+
+    def encode(images):
+        if len(images) == pictures:
+            raise OSError("disk full")
+        return real_encode(images)
+
+    monkeypatch.setattr(builder, "encode", encode)
 
 
 def fetch_tweets(*args: str) -> str:

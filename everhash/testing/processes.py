@@ -159,6 +159,23 @@ def process_environment(folder: Path, *, fake_x_url: str, ca_path: str, bearer_t
     }
 
 
+def production_environment(folder: Path) -> dict[str, str]:
+    """Production settings (DEBUG off, a SECRET_KEY, ALLOWED_HOSTS=127.0.0.1) on a throwaway SQLite
+    database, media, static files and var dir in `folder`, for gunicorn or manage.py subprocesses."""
+    ignored = {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE", "EVERHASH_LOG_FORMAT", "DB_NAME"}
+    return {
+        **{name: value for name, value in os.environ.items() if name not in ignored},
+        "DJANGO_SETTINGS_MODULE": "everhash.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "EVERHASH_VAR_DIR": str(folder),
+        "EVERHASH_SQLITE_PATH": str(folder / "db.sqlite3"),
+        "MEDIA_ROOT": str(folder / "media"),
+        "STATIC_ROOT": str(folder / "static"),
+    }
+
+
 @contextlib.contextmanager
 def redis_server(folder: Path, *, password: str | None = None) -> Iterator[tuple[str, Service]]:
     """A private redis-server on a free loopback port, no persistence; yields (its URL, the Service).

@@ -8,7 +8,6 @@ X-Forwarded-Proto, as they would arrive from nginx terminating TLS.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
@@ -16,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from everhash.testing.processes import Gunicorn, manage
+from everhash.testing.processes import Gunicorn, manage, production_environment
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -41,19 +40,8 @@ def get(url: str, **headers: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving")
-    ignored = {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE", "EVERHASH_LOG_FORMAT"}
-    env = {k: v for k, v in os.environ.items() if k not in ignored}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY="s" * 64 + "-serving-test",
-        ALLOWED_HOSTS="127.0.0.1",
-        EVERHASH_VAR_DIR=str(tmp),
-        EVERHASH_SQLITE_PATH=str(tmp / "db.sqlite3"),
-        MEDIA_ROOT=str(tmp / "media"),
-        STATIC_ROOT=str(tmp / "static"),
-        GUNICORN_WORKERS="1",
-    )
-    env.pop("DB_NAME", None)  # SQLite: this test is about serving, not the database
+    # SQLite: this test is about serving, not the database.
+    env = {**production_environment(tmp), "GUNICORN_WORKERS": "1"}
     manage(env, "migrate", "-v0")
     manage(env, "collectstatic", "--noinput", "-v0")
     log = tmp / "gunicorn.log"
