@@ -39,6 +39,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 check-migrations: $(VENV)/.installed-test
 	$(BIN)/python manage.py makemigrations --check --dry-run

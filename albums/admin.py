@@ -7,10 +7,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from albums.models import Album, Milestone
-from albums.services import delete_album, pictures_changed
+from albums.services import pictures_changed
 from collages.services import build_collage
 from pictures import moderation
 from pictures.models import Picture
+from pictures.services import delete_album
 
 logger = logging.getLogger("everhash.admin")
 
@@ -189,7 +190,7 @@ class AlbumAdmin(admin.ModelAdmin):
                 request, f"Failed (they stay marked stale for the next run): {', '.join(failed)}.", messages.WARNING
             )
 
-    # Deleting an album also deletes its files (albums.services.delete_album).
+    # Deleting an album also deletes its files (pictures.services.delete_album).
 
     def delete_model(self, request, obj: Album) -> None:
         delete_album(album=obj)

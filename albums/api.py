@@ -1,74 +1,38 @@
-"""Albums in the REST API, and what every resource of the API shares.
+"""Albums in the REST API.
 
-Shared: who may see an album (`visible_albums`, `album_for_request`), the `ETag`/304 mixin, the
-page-size cap of offset pagination, the error shapes documented in the schema. The pictures and
-fetch-status endpoints (pictures/api.py, tweets/api.py) build on these.
+Who may see or change an album is the model's rule (`Album.objects.visible_to()`,
+`Album.can_manage()`), applied to a request by albums/access.py; what every resource of the API
+shares (error shapes, paginators, media URLs, conditional GET) is in everhash/lib/api.py. The
+pictures and fetch-status endpoints (pictures/api.py, tweets/api.py) build on both.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files.storage import FileSystemStorage, storages
 from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
-from django.utils.cache import get_conditional_response, patch_vary_headers, set_response_etag
-from django.utils.encoding import filepath_to_uri
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_view,
-    inline_serializer,
 )
-from rest_framework import exceptions, mixins, pagination, permissions, serializers, status, viewsets
+from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from albums import access
 from albums.hashtags import normalize_hashtag
 from albums.models import Album, Milestone
-from albums.services import delete_album
+from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
+from pictures import moderation
 from pictures.models import Picture
-
-# --- Errors -----------------------------------------------------------------------------------
-
-ErrorSerializer = inline_serializer(
-    "Error", fields={"detail": serializers.CharField(help_text="What went wrong, in plain words.")}
-)
-ConflictSerializer = inline_serializer(
-    "AlbumExists",
-    fields={
-        "detail": serializers.CharField(),
-        "album": serializers.URLField(allow_null=True, help_text="The existing album, when you may see it."),
-    },
-)
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input: a message per field (or `detail`).",
-    401: "Not signed in: send `Authorization: Bearer <token>` or a session cookie.",
-    403: "Signed in, but only the album's owner (or staff) may do this.",
-    404: "No such album or picture, or not one you may see (unlisted albums need `?key=`).",
-    409: "An album for this hashtag exists already.",
-    429: "Too many requests: wait for the number of seconds in `Retry-After`.",
-}
-
-
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for `extend_schema(responses=...)`; 429 applies to every endpoint."""
-    # 400: {"field": ["message", ...], ...} (or {"detail": "..."}).
-    schemas = {400: OpenApiTypes.OBJECT, 409: ConflictSerializer}
-    return {
-        code: OpenApiResponse(schemas.get(code, ErrorSerializer), description=ERROR_DESCRIPTIONS[code])
-        for code in (*codes, 429)
-    }
-
+from pictures.services import delete_album
 
 # --- Who may see an album ---------------------------------------------------------------------
 
@@ -84,153 +48,31 @@ HASHTAG_PARAMETER = OpenApiParameter(
 )
 
 
-def canonical_hashtag_or_404(raw: str) -> str:
-    """The stored form of a hashtag from a URL; a 404 saying why when it cannot be one."""
-    try:
-        return normalize_hashtag(raw)
-    except DjangoValidationError as exc:
-        raise exceptions.NotFound(f"This is not a hashtag: {' '.join(exc.messages)}") from None
-
-
-def visible_albums(request: Request, queryset: QuerySet[Album] | None = None) -> QuerySet[Album]:
-    """The albums the caller may open: public ones, their own, any for staff, an unlisted one with its key."""
-    queryset = Album.objects.all() if queryset is None else queryset
-    user = request.user
-    if user.is_authenticated and user.is_staff:
-        return queryset
-    rule = Q(visibility=Album.Visibility.PUBLIC)
-    if user.is_authenticated:
-        rule |= Q(owner=user)
-    key = request.query_params.get("key")
-    if key:
-        rule |= Q(secret=key)
-    return queryset.filter(rule)
-
-
-def may_see(request: Request, *, visibility: str, secret: str, owner_id: int) -> bool:
-    """The rule of visible_albums() for one album's facts (for a cached page: see pictures/api.py)."""
-    user = request.user
-    if visibility == Album.Visibility.PUBLIC or (user.is_authenticated and (user.is_staff or user.pk == owner_id)):
-        return True
-    key = request.query_params.get("key")
-    return bool(key) and key == secret
-
-
 def album_for_request(request: Request, hashtag: str, queryset: QuerySet[Album] | None = None) -> Album:
-    """The album of a URL's hashtag if the caller may see it, else a 404 (strangers learn nothing)."""
-    canonical = canonical_hashtag_or_404(hashtag)
+    """albums.access.album_for_request in the API's words: a 404 that tells strangers nothing."""
     try:
-        return visible_albums(request, queryset).get(hashtag=canonical)
-    except Album.DoesNotExist:
+        return access.album_for_request(request, hashtag, queryset)
+    except access.NotAHashtag as exc:
+        raise exceptions.NotFound(f"This is not a hashtag: {exc.reason}") from None
+    except access.AlbumMissing:
         raise exceptions.NotFound("No album for this hashtag, or not one you may see.") from None
-
-
-def can_edit(request: Request, album: Album) -> bool:
-    user = request.user
-    return bool(user.is_authenticated and (user.is_staff or album.owner_id == user.pk))
-
-
-def album_key(request: Request, album: Album) -> str | None:
-    """The unlisted album's key when the caller came with it (links then carry it on)."""
-    key = request.query_params.get("key")
-    if key and album.visibility != Album.Visibility.PUBLIC and key == album.secret:
-        return key
-    return None
-
-
-def origin(request: Request) -> str:
-    """`scheme://host` of the request, computed once per request."""
-    value = getattr(request, "_everhash_origin", None)
-    if value is None:
-        value = request._everhash_origin = request.build_absolute_uri("/")[:-1]
-    return value
 
 
 def link(request: Request, path: str, album: Album, **params: object) -> str:
     """An absolute API link; it carries the album's key when the caller came with it."""
-    params["key"] = album_key(request, album)
+    params["key"] = access.link_key(request, album)
     query = urlencode({name: value for name, value in params.items() if value is not None})
     return origin(request) + path + (f"?{query}" if query else "")
 
 
-_URL_SAFE = re.compile(r"[A-Za-z0-9/._~-]*\Z").match
-
-
-def media_urls(request: Request) -> Callable[[str], str]:
-    """A function giving the absolute URL of a stored file (storage URLs may be relative: /media/...).
-
-    For a local folder it adds the quoted key to the base URL computed once, which is what
-    FileSystemStorage.url() returns for our keys without its urljoin(): a page of 50 pictures
-    has 250 image URLs. Other storages (S3) build each URL themselves.
-    """
-    storage = storages["default"]
-    if isinstance(storage, FileSystemStorage):
-        base = storage.base_url
-        prefix = origin(request) + base if base.startswith("/") else base
-
-        def local(key: str) -> str:
-            # Our keys (hex digests, names) need no quoting; checking is cheaper than quoting.
-            return prefix + (key if _URL_SAFE(key) else filepath_to_uri(key)).lstrip("/")
-
-        return local
-
-    def url(key: str) -> str:
-        value = storage.url(key)
-        return origin(request) + value if value.startswith("/") else value
-
-    return url
-
-
-def media_url(request: Request, key: str) -> str:
-    return media_urls(request)(key)
-
-
 # --- Shared view behaviour -----------------------------------------------------------------------
-
-
-class ConditionalGetMixin:
-    """`ETag` from the response body and `304 Not Modified` for a matching `If-None-Match`.
-
-    Hashing the rendered body costs microseconds and is always right: any change a client could
-    see (a new picture, a new like count, a renamed album) changes the tag.
-    """
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if request.method not in ("GET", "HEAD") or response.status_code != 200:
-            return response
-        if hasattr(response, "render"):
-            response.render()
-        set_response_etag(response)
-        # What a caller sees depends on who they are (their own albums, unlisted ones).
-        patch_vary_headers(response, ["Authorization", "Cookie"])
-        return get_conditional_response(request, etag=response.get("ETag"), response=response)
-
-
-class CappedLimitOffsetPagination(pagination.LimitOffsetPagination):
-    """`?limit=&offset=`, 50 by default, never more than 100 per page."""
-
-    default_limit = 50
-    max_limit = 100
-
-    def get_schema_operation_parameters(self, view):
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.limit_query_param:
-                parameter["description"] = (
-                    f"Results per page: {self.default_limit} by default, at most {self.max_limit}."
-                )
-                parameter["schema"].update(minimum=1)
-            else:
-                parameter["schema"].update(minimum=0)
-        return parameters
 
 
 class IsOwnerOrStaffForWrites(permissions.BasePermission):
     message = "Only the album's owner (or staff) can change it."
 
     def has_object_permission(self, request, view, obj) -> bool:
-        return request.method in permissions.SAFE_METHODS or can_edit(request, obj)
+        return request.method in permissions.SAFE_METHODS or obj.can_manage(request.user)
 
 
 # --- Albums ----------------------------------------------------------------------------------------
@@ -311,7 +153,7 @@ class AlbumSerializer(serializers.ModelSerializer):
         return serializers.DateTimeField().to_representation(album.next_fetch_at)
 
     def get_can_edit(self, album: Album) -> bool:
-        return can_edit(self.context["request"], album)
+        return album.can_manage(self.context["request"].user)
 
 
 class AlbumCreateSerializer(AlbumSerializer):
@@ -331,13 +173,12 @@ class AlbumCreateSerializer(AlbumSerializer):
 
 def with_counts(queryset: QuerySet[Album]) -> QuerySet[Album]:
     """Everything AlbumSerializer shows, in two queries for any number of albums and pictures."""
-    visible = Picture.objects.filter(album=OuterRef("pk"), status=Picture.Status.VISIBLE).values("album")
     return (
         queryset.select_related("collage")
         .prefetch_related(Prefetch("milestones", queryset=Milestone.objects.order_by("threshold")))
         .annotate(
-            picture_count=Coalesce(Subquery(visible.annotate(n=Count("*")).values("n")), 0),
-            author_count=Coalesce(Subquery(visible.annotate(n=Count("author_handle", distinct=True)).values("n")), 0),
+            picture_count=Picture.objects.visible_count(),
+            author_count=Picture.objects.visible_count(distinct="author_handle"),
         )
     )
 
@@ -400,17 +241,14 @@ class AlbumViewSet(
     def get_queryset(self) -> QuerySet[Album]:
         queryset = with_counts(Album.objects.all())
         if self.action != "list":
-            return visible_albums(self.request, queryset)
+            return queryset.visible_to(self.request.user, key=access.request_key(self.request))
         user = self.request.user
         if self._mine():
             if not user.is_authenticated:
                 raise exceptions.NotAuthenticated("Sign in to list your own albums.")
             return queryset.filter(owner=user).order_by("hashtag")
         # Never unlisted albums of others, not even to staff or with a key: they are not listed.
-        rule = Q(visibility=Album.Visibility.PUBLIC)
-        if user.is_authenticated:
-            rule |= Q(owner=user)
-        return queryset.filter(rule).order_by("hashtag")
+        return queryset.listed_for(user).order_by("hashtag")
 
     def _mine(self) -> bool:
         raw = self.request.query_params.get("mine")
@@ -441,13 +279,24 @@ class AlbumViewSet(
         data = AlbumSerializer(album, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
 
+    def perform_update(self, serializer: AlbumSerializer) -> None:
+        # Pausing and resuming go through the one audited rule, like the dashboard and the admin.
+        active = serializer.validated_data.pop("is_active", None)
+        serializer.save()
+        album = serializer.instance
+        if active is not None and active != album.is_active:
+            rule = moderation.resume if active else moderation.pause
+            rule(albums=Album.objects.filter(pk=album.pk), by=self.request.user)
+            album.is_active = active
+
     def perform_create(self, serializer: AlbumCreateSerializer) -> None:
         # Owned by the caller; next_fetch_at stays empty: the next fetch_tweets run takes it.
         serializer.save(owner=self.request.user)
 
     def _exists(self, hashtag: str) -> Response:
         """409 saying where the album is (when the caller may see it)."""
-        existing = visible_albums(self.request).filter(hashtag=hashtag).first()
+        existing = Album.objects.visible_to(self.request.user, key=access.request_key(self.request))
+        existing = existing.filter(hashtag=hashtag).first()
         if existing is None:
             detail = f"An album for #{hashtag} already exists (someone else's, unlisted)."
             where = None

@@ -26,6 +26,45 @@ class AlbumQuerySet(models.QuerySet["Album"]):
     def public(self) -> AlbumQuerySet:
         return self.filter(visibility=Album.Visibility.PUBLIC)
 
+    # --- The access policy: who may see an album, who may manage it -------------------------
+    # The one rule; Album.can_see() and Album.can_manage() are the same rule for one album, and
+    # albums/access.py applies it to a request (pages, feed, zip, API, links).
+
+    def visible_to(self, user, *, key: str | None = None) -> AlbumQuerySet:
+        """The albums `user` may open: public ones, their own, any for staff, an unlisted one with its key."""
+        if user is not None and user.is_authenticated and user.is_staff:
+            return self
+        rule = models.Q(visibility=Album.Visibility.PUBLIC)
+        if user is not None and user.is_authenticated:
+            rule |= models.Q(owner=user)
+        if key:
+            rule |= models.Q(secret=key)
+        return self.filter(rule)
+
+    def listed_for(self, user) -> AlbumQuerySet:
+        """The albums listed to `user` (index, API list): public ones and their own; never someone
+        else's unlisted one, not even to staff or with its key."""
+        rule = models.Q(visibility=Album.Visibility.PUBLIC)
+        if user is not None and user.is_authenticated:
+            rule |= models.Q(owner=user)
+        return self.filter(rule)
+
+    def managed_by(self, user) -> AlbumQuerySet:
+        """The albums `user` may change: their own, any for staff."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self if user.is_staff else self.filter(owner=user)
+
+    # --- The album's version -----------------------------------------------------------------
+
+    def bump_version(self, *, collage_stale: bool = True, **fields) -> int:
+        """The one place `pictures_version` moves: every cached page, API page and ETag of these
+        albums follows it. `collage_stale` also asks for a new collage (not when the collage itself
+        changed); `fields` are saved in the same UPDATE. One statement, no read."""
+        if collage_stale:
+            fields["collage_stale"] = True
+        return self.update(pictures_version=models.F("pictures_version") + 1, **fields)
+
     def due(self, now: datetime | None = None) -> AlbumQuerySet:
         """Active albums whose next fetch time has come (or was never set)."""
         now = now or timezone.now()
@@ -118,6 +157,29 @@ class Album(models.Model):
     @property
     def display_title(self) -> str:
         return self.title or f"#{self.hashtag}"
+
+    def can_see(self, user, key: str | None = None) -> bool:
+        """AlbumQuerySet.visible_to() for this one album."""
+        if self.visibility == Album.Visibility.PUBLIC or self.can_manage(user):
+            return True
+        return bool(key) and key == self.secret
+
+    def can_manage(self, user) -> bool:
+        """AlbumQuerySet.managed_by() for this one album: its owner or staff."""
+        return bool(user is not None and user.is_authenticated and (user.is_staff or user.pk == self.owner_id))
+
+    def link_key(self, key: str | None) -> str | None:
+        """The key to carry on links inside the album: the unlisted album's secret when `key` is it."""
+        if key and self.visibility == Album.Visibility.UNLISTED and key == self.secret:
+            return key
+        return None
+
+    @property
+    def shared_url(self) -> str:
+        """The album's page as its owner and followers get it (dashboard, emails): an unlisted
+        album's link carries its secret, or a follower who is not signed in gets a 404."""
+        path = self.get_absolute_url()
+        return f"{path}?key={self.secret}" if self.visibility == Album.Visibility.UNLISTED else path
 
 
 class Follower(models.Model):

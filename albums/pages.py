@@ -102,9 +102,7 @@ def cover(*, album: Album) -> dict | None:
     """The album's face: its collage, or its most-liked picture until a collage exists."""
     collage = Collage.objects.filter(album=album).first()
     if collage is not None:
-        from django.core.files.storage import default_storage
-
-        return {"url": default_storage.url(collage.image_key), "width": 1200, "height": 630, "is_collage": True}
+        return {"url": collage.image_url, "width": 1200, "height": 630, "is_collage": True}
     top = album.pictures.visible().most_liked().first()
     if top is None:
         return None
@@ -122,7 +120,7 @@ def cover(*, album: Album) -> dict | None:
 
 def album_etag(*, album: Album, extra: str = "") -> str:
     """A validator for the album's pages: the album's own fields and its pictures' version,
-    which every change to its pictures bumps (albums.services.pictures_changed)."""
+    which every change to its pictures bumps (AlbumQuerySet.bump_version)."""
     parts = [
         album.pk,
         album.title,

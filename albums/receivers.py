@@ -26,7 +26,7 @@ def email_owner_on_milestone(sender, *, album: Album, threshold: int, count: int
         "threshold": threshold,
         "count": count,
         "pictures": pictures,
-        "album_url": absolute_url(album.get_absolute_url()),
+        "album_url": absolute_url(album.shared_url),  # with the key of an unlisted album
         "settings_url": absolute_url(reverse("albums:dashboard")),
     }
     for email in milestone_recipients(album=album):

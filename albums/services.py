@@ -6,11 +6,13 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from albums.models import Album, Milestone
+from albums.hashtags import normalize_hashtag
+from albums.models import Album, Follower, Milestone, new_secret
 from albums.signals import milestone_reached
 
 logger = logging.getLogger("everhash.milestones")
@@ -24,7 +26,7 @@ def pictures_changed(*, album_ids) -> None:
     bump the version that every cached page and ETag of the album follows. One UPDATE, no read."""
     album_ids = list(album_ids)
     if album_ids:
-        Album.objects.filter(pk__in=album_ids).update(collage_stale=True, pictures_version=F("pictures_version") + 1)
+        Album.objects.filter(pk__in=album_ids).bump_version()
 
 
 def record_milestones(*, album: Album) -> list[Milestone]:
@@ -100,22 +102,8 @@ def update_milestones(*, album: Album) -> int:
     return announce_pending_milestones(album=album)
 
 
-def delete_album(*, album: Album) -> None:
-    """Delete an album with its pictures, its collage and every file no other album uses."""
-    from collages.services import delete_collage
-    from pictures.services import delete_pictures
-
-    delete_pictures(pictures=album.pictures.all())
-    delete_collage(album=album)
-    album.delete()
-
-
 def albums_for_tags(*, tags: list[str]) -> list[Album]:
     """The albums named on a command line (`--album TAG`), in order. ValueError says which tag is wrong."""
-    from django.core.exceptions import ValidationError
-
-    from albums.hashtags import normalize_hashtag
-
     albums = []
     for raw in tags:
         try:
@@ -137,8 +125,6 @@ class AlbumExists(Exception):
 
 def create_album(*, owner, hashtag: str, title: str = "") -> Album:
     """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty)."""
-    from django.db import IntegrityError, transaction
-
     try:
         with transaction.atomic():
             return Album.objects.create(owner=owner, hashtag=hashtag, title=title, next_fetch_at=None)
@@ -146,39 +132,23 @@ def create_album(*, owner, hashtag: str, title: str = "") -> Album:
         raise AlbumExists(Album.objects.get(hashtag=hashtag)) from None
 
 
-def set_fetching(*, album: Album, active: bool) -> None:
-    """Pause or resume fetching; resuming makes the album due at once."""
-    fields = {"is_active": active}
-    if active:
-        fields["next_fetch_at"] = None
-    Album.objects.filter(pk=album.pk).update(**fields)
-
-
 def rotate_secret(*, album: Album) -> str:
     """A new secret link for an unlisted album; the old link stops working."""
-    from albums.models import new_secret
-
     secret = new_secret()
     Album.objects.filter(pk=album.pk).update(secret=secret)
     return secret
 
 
 def follow(*, album: Album, user) -> None:
-    from albums.models import Follower
-
     Follower.objects.get_or_create(album=album, user=user)
 
 
 def unfollow(*, album: Album, user) -> None:
-    from albums.models import Follower
-
     Follower.objects.filter(album=album, user=user).delete()
 
 
 def milestone_recipients(*, album: Album) -> list[str]:
     """Who gets an album's milestone emails: its owner (unless turned off) and followers who want them."""
-    from albums.models import Follower
-
     recipients = [album.owner.email] if album.owner_emails and album.owner.is_active else []
     followers = Follower.objects.filter(album=album, milestone_emails=True, user__is_active=True)
     recipients += [email for email in followers.values_list("user__email", flat=True) if email not in recipients]

@@ -1,149 +1,52 @@
 from __future__ import annotations
 
-import csv
-import io
-import tempfile
-import zipfile
-from collections.abc import Iterator
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q
+from django.db.models import Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from albums import pages, services
+from albums.access import AlbumMissing, album_for_request, album_view, key_query, managed_album_for_request
 from albums.forms import AlbumAddForm, AlbumEditForm, AlbumSettingsForm
 from albums.hashtags import normalize_hashtag
 from albums.models import Album, Follower
 from everhash.emails import absolute_url
+from everhash.lib.caching import Conditional, cache_key
+from pictures import moderation
+from pictures import services as picture_services
 from pictures.models import Picture
-from pictures.storage import read_file
 
 PAGE_SIZE = 60
 POPULAR_SIZE = 7
 FEED_SIZE = 50
 
 
-class AlbumMissing(Http404):
-    """An unknown (or hidden) hashtag: the 404 page offers to create the album."""
-
-    def __init__(self, hashtag: str) -> None:
-        super().__init__(f"There is no album for #{hashtag} yet.")
-        self.hashtag = hashtag
-
-
-def _album_or_404(request: HttpRequest, hashtag: str) -> Album:
-    """The album a visitor may see: public ones, or unlisted ones with their secret link."""
-    try:
-        album = Album.objects.select_related("owner").get(hashtag=hashtag)
-    except Album.DoesNotExist:
-        raise AlbumMissing(hashtag) from None
-    if album.visibility == Album.Visibility.PUBLIC or _can_manage(request, album):
-        return album
-    if request.GET.get("key") == album.secret:
-        return album
-    raise AlbumMissing(hashtag)
-
-
-def _can_manage(request: HttpRequest, album: Album) -> bool:
-    user = request.user
-    return user.is_authenticated and (user.pk == album.owner_id or user.is_staff)
-
-
-def _canonical(request: HttpRequest, hashtag: str, view: str, *args: str) -> tuple[str, HttpResponse | None]:
-    """Normalise the hashtag in the URL; a non-canonical spelling redirects to the canonical URL."""
-    try:
-        canonical = normalize_hashtag(hashtag)
-    except ValidationError as exc:
-        raise Http404(f"#{hashtag} is not a hashtag: {exc.messages[0]}") from None
-    if canonical != hashtag:
-        query = f"?{request.GET.urlencode()}" if request.GET else ""
-        return canonical, redirect(reverse(view, args=[canonical, *args]) + query, permanent=True)
-    return canonical, None
-
-
-def album_view(view_name: str):
-    """Views of one album: a non-canonical hashtag redirects to `view_name`'s canonical URL, and
-    an album the visitor may not see is a 404; the view gets the album instead of the hashtag."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapper(request: HttpRequest, hashtag: str, **kwargs) -> HttpResponse:
-            canonical, redirect_response = _canonical(request, hashtag, view_name, *kwargs.values())
-            if redirect_response:
-                return redirect_response
-            return view(request, _album_or_404(request, canonical), **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
-def _key_query(request: HttpRequest, album: Album) -> str:
-    """`key=...` to keep on links inside an unlisted album."""
-    if album.visibility == Album.Visibility.UNLISTED and request.GET.get("key") == album.secret:
-        return f"key={album.secret}"
-    return ""
-
-
-def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
-    """304 for anonymous visitors whose copy is current. Signed-in people always get the page:
-    it carries their CSRF token and messages, which a cached copy may not."""
-    if request.user.is_authenticated:
-        return None
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponse(status=304)
-        response["ETag"] = etag
-        return response
-    return None
-
-
-def _cached(response: HttpResponse, etag: str) -> HttpResponse:
-    response["ETag"] = etag
-    patch_cache_control(response, no_cache=True)  # revalidate every time: cheap with the ETag
-    return response
-
-
-def _page_cache_key(request: HttpRequest, etag: str) -> str | None:
-    """Anonymous visitors share rendered pages: the ETag already names everything they show
-    (the album, its pictures' version, the day, the page). Signed-in people get their own."""
-    if request.user.is_authenticated:
-        return None
-    return f"everhash:page:{request.get_host()}:{request.path}:{etag}"
-
-
-def _from_page_cache(request: HttpRequest, etag: str) -> HttpResponse | None:
-    key = _page_cache_key(request, etag)
-    body = cache.get(key) if key else None
-    return None if body is None else _cached(HttpResponse(body), etag)
-
-
-def _to_page_cache(request: HttpRequest, etag: str, response: HttpResponse) -> HttpResponse:
-    key = _page_cache_key(request, etag)
-    if key and response.status_code == 200:
-        cache.set(key, response.content, pages.CACHE_SECONDS)
-    return _cached(response, etag)
+def _conditional(request: HttpRequest, etag: str, *, share: bool = True) -> Conditional:
+    """Album pages' conditional GET and page cache. Anonymous visitors share rendered pages: the ETag
+    already names everything they show (the album, its pictures' version, the day, the page).
+    Signed-in people always get the page: it carries their CSRF token and messages, which a
+    shared or cached copy may not (no 304, no shared body)."""
+    anonymous = not request.user.is_authenticated
+    key = cache_key("page", request.get_host(), request.path, etag) if anonymous and share else None
+    return Conditional(request, etag=etag, key=key, seconds=pages.CACHE_SECONDS, not_modified=anonymous)
 
 
 def _og(request: HttpRequest, album: Album, *, title: str, description: str, path: str, cover: dict | None) -> dict:
     """OpenGraph/Twitter-card data with absolute URLs; the image is the collage or the top picture."""
-    key_query = _key_query(request, album)
+    query = key_query(request, album)
     return {
         "title": title,
         "description": description,
-        "url": absolute_url(path + (f"?{key_query}" if key_query else "")),
+        "url": absolute_url(path + (f"?{query}" if query else "")),
         "image": absolute_url(cover["url"]) if cover else "",
         "width": cover["width"] if cover else "",
         "height": cover["height"] if cover else "",
@@ -158,8 +61,8 @@ def index(request: HttpRequest) -> HttpResponse:
         Album.objects.public()
         .select_related("collage")
         .annotate(
-            picture_count=Count("pictures", filter=visible),
-            recent_count=Count("pictures", filter=visible & Q(pictures__added_at__gte=week_ago)),
+            picture_count=Picture.objects.visible_count(),
+            recent_count=Picture.objects.visible_count(since=week_ago),
             last_added=Max("pictures__added_at", filter=visible),
         )
         .order_by("-recent_count", "-picture_count", "hashtag")
@@ -189,10 +92,9 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
     user = request.user
     following = user.is_authenticated and Follower.objects.filter(album=album, user=user).exists()
     etag = quote_etag(pages.album_etag(album=album, extra=f"{order}:{page_number}:{fragment}:{user.pk}:{following}"))
-    if not_modified := _not_modified(request, etag):
-        return not_modified
-    if cached := _from_page_cache(request, etag):
-        return cached
+    conditional = _conditional(request, etag)
+    if answered := conditional.answer():
+        return answered
 
     paginator = Paginator(pages.visible_pictures(album, order), PAGE_SIZE)
     paginator.count = pages.visible_count(album=album)  # cached per album version
@@ -202,12 +104,12 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
         "page": page,
         "order": order,
         "orders": pages.ORDERS,
-        "key_query": _key_query(request, album),
-        "is_manager": _can_manage(request, album),
+        "key_query": key_query(request, album),
+        "is_manager": album.can_manage(request.user),
         "following": following,
     }
     if fragment:
-        return _to_page_cache(request, etag, render(request, "albums/_grid_items.html", context))
+        return conditional.finish(render(request, "albums/_grid_items.html", context))
     count = page.paginator.count
     cover = pages.cover(album=album)
     context.update(
@@ -224,22 +126,21 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
             cover=cover,
         ),
     )
-    return _to_page_cache(request, etag, render(request, "albums/album_detail.html", context))
+    return conditional.finish(render(request, "albums/album_detail.html", context))
 
 
 @require_safe
 @album_view("albums:popular")
 def popular(request: HttpRequest, album: Album) -> HttpResponse:
     etag = quote_etag(pages.album_etag(album=album, extra="popular"))
-    if not_modified := _not_modified(request, etag):
-        return not_modified
-    if cached := _from_page_cache(request, etag):
-        return cached
+    conditional = _conditional(request, etag)
+    if answered := conditional.answer():
+        return answered
     pictures = list(album.pictures.visible().most_liked()[:POPULAR_SIZE])
     context = {
         "album": album,
         "pictures": pictures,
-        "key_query": _key_query(request, album),
+        "key_query": key_query(request, album),
         "og": _og(
             request,
             album,
@@ -249,7 +150,7 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
             cover=pages.cover(album=album),
         ),
     }
-    return _to_page_cache(request, etag, render(request, "albums/popular.html", context))
+    return conditional.finish(render(request, "albums/popular.html", context))
 
 
 @require_safe
@@ -264,7 +165,7 @@ def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
         "page": page,
         "handle": page.object_list[0].author_handle,
         "author_name": page.object_list[0].author_name,
-        "key_query": _key_query(request, album),
+        "key_query": key_query(request, album),
     }
     return render(request, "albums/by_author.html", context)
 
@@ -278,10 +179,10 @@ def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
     except ValueError:
         interval, poll = 8, 30
     feed_url = reverse("albums:feed", args=[album.hashtag])
-    key_query = _key_query(request, album)
+    query = key_query(request, album)
     context = {
         "album": album,
-        "feed_url": feed_url + (f"?{key_query}" if key_query else ""),
+        "feed_url": feed_url + (f"?{query}" if query else ""),
         "interval": interval,
         "poll": poll,
     }
@@ -310,91 +211,26 @@ def picture_json(picture: Picture) -> dict:
 def feed(request: HttpRequest, album: Album) -> HttpResponse:
     """The slideshow's small JSON feed: the newest pictures, or those after `?after=<id>`."""
     etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.get('after', '')}"))
-    if not_modified := _not_modified(request, etag):
-        return not_modified
+    conditional = _conditional(request, etag, share=False)
+    if answered := conditional.answer():
+        return answered
     pictures = album.pictures.visible().newest_first()
     after = request.GET.get("after", "")
     if after.isdigit():
         pictures = pictures.filter(id__gt=int(after))
     data = {"album": album.hashtag, "pictures": [picture_json(p) for p in pictures[:FEED_SIZE]]}
-    return _cached(JsonResponse(data), etag)
-
-
-class _ZipStream(io.RawIOBase):
-    """A write-only file whose written bytes are collected and handed out in chunks."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.chunks.append(bytes(data))
-        self.position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def drain(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks = []
-        return data
-
-
-def _zip_chunks(album: Album) -> Iterator[bytes]:
-    """The album as a zip, produced file by file: memory stays constant whatever the album's size."""
-    stream = _ZipStream()
-    # The manifest grows with the album: it is spooled to disk, not kept in memory.
-    manifest = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115  (closed below)
-    writer = csv.writer(manifest)
-    writer.writerow(["file", "author", "author_name", "post", "likes", "posted_at", "added_at", "alt_text"])
-    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
-        for picture in album.pictures.visible().order_by("added_at", "id").iterator(chunk_size=500):
-            extension = picture.original_key.rsplit(".", 1)[-1]
-            name = f"{album.hashtag}/{picture.added_at:%Y%m%d-%H%M%S}-{picture.pk}.{extension}"
-            # One original at a time (at most EVERHASH_MAX_IMAGE_BYTES). A missing file is left
-            # out; a storage outage (StorageUnavailable) ends the stream: the zip is then visibly
-            # incomplete rather than silently short.
-            data = read_file(picture.original_key)
-            if data is None:
-                continue
-            with archive.open(zipfile.ZipInfo(name, picture.added_at.timetuple()[:6]), "w") as target:
-                for start in range(0, len(data), 256 * 1024):
-                    target.write(data[start : start + 256 * 1024])
-                    yield stream.drain()
-            writer.writerow(
-                [
-                    name,
-                    f"@{picture.author_handle}",
-                    picture.author_name,
-                    picture.permalink,
-                    picture.like_count,
-                    picture.posted_at.isoformat(),
-                    picture.added_at.isoformat(),
-                    picture.alt_text,
-                ]
-            )
-            yield stream.drain()
-        manifest.seek(0)
-        with manifest, archive.open(f"{album.hashtag}/manifest.csv", "w") as target:
-            while block := manifest.read(256 * 1024):
-                target.write(block.encode("utf-8"))
-                yield stream.drain()
-    yield stream.drain()
+    return conditional.finish(JsonResponse(data))
 
 
 @require_GET  # not HEAD: it would start reading every original for a zip nobody receives
 @album_view("albums:download")
 def download(request: HttpRequest, album: Album) -> HttpResponse:
     """The album's originals and a CSV manifest, as a streamed zip. Owner and staff only."""
-    if not _can_manage(request, album):
+    if not album.can_manage(request.user):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied("Only the album's owner can download it.")
-    response = StreamingHttpResponse(_zip_chunks(album), content_type="application/zip")
+    response = StreamingHttpResponse(picture_services.album_zip(album=album), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, f"everhash-{album.hashtag}.zip")
     return response
 
@@ -409,14 +245,6 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 # --- Owners: adding albums, following, the dashboard ------------------------------
-
-
-def _managed_album_or_404(request: HttpRequest, hashtag: str) -> Album:
-    """An album the signed-in user may change: theirs (or any, for staff). Anyone else: 404."""
-    album = Album.objects.filter(hashtag=hashtag).select_related("owner").first()
-    if album is None or not _can_manage(request, album):
-        raise Http404("No such album among yours.")
-    return album
 
 
 @login_required
@@ -442,7 +270,7 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
     if canonical != hashtag:
         return redirect("albums:album-add-confirm", canonical)
     existing = Album.objects.filter(hashtag=canonical).first()
-    if existing is not None and (existing.visibility == Album.Visibility.PUBLIC or _can_manage(request, existing)):
+    if existing is not None and existing.can_see(request.user):
         messages.info(request, f"#{canonical} already has an album: follow it to get its milestone emails.")
         return redirect(existing)
     if request.method == "POST":
@@ -468,25 +296,25 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
 @login_required
 @require_POST
 def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
-    album = _album_or_404(request, hashtag)
+    album = album_for_request(request, hashtag)
     if request.POST.get("follow") == "0":
         services.unfollow(album=album, user=request.user)
         messages.success(request, f"You no longer follow #{album.hashtag}.")
     else:
         services.follow(album=album, user=request.user)
         messages.success(request, f"You follow #{album.hashtag}: its milestone emails come to you too.")
-    return redirect(album.get_absolute_url() + (f"?{_key_query(request, album)}" if _key_query(request, album) else ""))
+    query = key_query(request, album)
+    return redirect(album.get_absolute_url() + (f"?{query}" if query else ""))
 
 
 @login_required
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
-    visible = Q(pictures__status=Picture.Status.VISIBLE)
-    owned = request.user.albums.annotate(picture_count=Count("pictures", filter=visible)).order_by("hashtag")
+    owned = request.user.albums.annotate(picture_count=Picture.objects.visible_count()).order_by("hashtag")
     followed = (
         Follower.objects.filter(user=request.user)
         .select_related("album")
-        .annotate(picture_count=Count("album__pictures", filter=Q(album__pictures__status=Picture.Status.VISIBLE)))
+        .annotate(picture_count=Picture.objects.visible_count(album="album_id"))
         .order_by("album__hashtag")
     )
     return render(request, "albums/dashboard.html", {"owned": owned, "followed": followed})
@@ -496,13 +324,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_POST
 def album_action(request: HttpRequest, hashtag: str, action: str) -> HttpResponse:
     """The dashboard's buttons: pause, resume, rotate the secret link, email settings (owner or staff)."""
-    album = _managed_album_or_404(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     if action == "pause":
-        services.set_fetching(album=album, active=False)
+        moderation.pause(albums=Album.objects.filter(pk=album.pk), by=request.user)
         messages.success(request, f"Fetching #{album.hashtag} is paused.")
     elif action == "resume":
-        services.set_fetching(album=album, active=True)
-        messages.success(request, f"Fetching #{album.hashtag} resumes with the next run.")
+        moderation.resume(albums=Album.objects.filter(pk=album.pk), by=request.user)
+        messages.success(request, f"Fetching #{album.hashtag} resumes when it is next due.")
     elif action == "rotate-link":
         services.rotate_secret(album=album)
         messages.success(request, f"#{album.hashtag} has a new secret link; the old one no longer works.")
@@ -533,7 +361,7 @@ def follower_emails(request: HttpRequest, hashtag: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def edit_album(request: HttpRequest, hashtag: str) -> HttpResponse:
-    album = _managed_album_or_404(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     form = AlbumEditForm(request.POST or None, initial={"title": album.title, "description": album.description})
     if request.method == "POST" and form.is_valid():
         Album.objects.filter(pk=album.pk).update(**form.cleaned_data)
@@ -545,9 +373,9 @@ def edit_album(request: HttpRequest, hashtag: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def delete_album(request: HttpRequest, hashtag: str) -> HttpResponse:
-    album = _managed_album_or_404(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     if request.method == "POST":
-        services.delete_album(album=album)
+        picture_services.delete_album(album=album)
         messages.success(request, f"Deleted #{hashtag} with its pictures.")
         return redirect("albums:dashboard")
     count = album.pictures.count()

@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from albums.models import Album
+from everhash.lib.media import media_url
 
 
 class Collage(models.Model):
@@ -21,12 +22,8 @@ class Collage(models.Model):
 
     @property
     def image_url(self) -> str:
-        from django.core.files.storage import default_storage
-
-        return default_storage.url(self.image_key)
+        return media_url(self.image_key)
 
     @property
     def square_url(self) -> str:
-        from django.core.files.storage import default_storage
-
-        return default_storage.url(self.square_key or self.image_key)
+        return media_url(self.square_key or self.image_key)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
@@ -296,7 +296,7 @@ def _delete_files(keys: Iterable[str]) -> None:
 def _cover_changed(album: Album) -> None:
     """The album's pages show a new cover: move the version their caches and ETags follow on
     (without marking the collage stale, which would only build it again)."""
-    Album.objects.filter(pk=album.pk).update(pictures_version=F("pictures_version") + 1)
+    Album.objects.filter(pk=album.pk).bump_version(collage_stale=False)
 
 
 def _mark_stale(album: Album) -> None:

@@ -8,46 +8,36 @@ it shows, in one query per page whatever the album's size, along an index for ev
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from datetime import datetime, tzinfo
-from functools import reduce
-from operator import or_
 from urllib.parse import urlencode
 
 import django_filters
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import generics, mixins, pagination, serializers, viewsets
+from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
 
-from albums.api import (
-    HASHTAG_PARAMETER,
-    KEY_PARAMETER,
-    CappedLimitOffsetPagination,
-    ConditionalGetMixin,
-    album_for_request,
-    album_key,
-    errors,
-    link,
-    may_see,
-    media_urls,
-    origin,
-    visible_albums,
-)
+from albums.access import link_key, request_key
+from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request, link
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
+from everhash.lib.api import (
+    CappedLimitOffsetPagination,
+    ConditionalGetMixin,
+    KeysetCursorPagination,
+    errors,
+    media_urls,
+    origin,
+)
+from everhash.lib.caching import cache_key
 from pictures.models import Picture
 from pictures.storage import signed_url_window
 
@@ -156,7 +146,7 @@ class PictureLinks:
         self.media = media_urls(request)
         self.zone = timezone.get_current_timezone()
         self._api = origin(request) + reverse("api:picture-detail", args=[0]).removesuffix("0/")
-        key = album_key(request, album)
+        key = link_key(request, album)
         self._query = f"?{urlencode({'key': key})}" if key else ""
 
     def picture(self, pk: int) -> str:
@@ -165,7 +155,8 @@ class PictureLinks:
 
 # --- Cursor pagination ---------------------------------------------------------------------------
 
-# Every ordering ends with a unique column, so a position in it is exact; each has an index.
+# --- Cursor pagination ---------------------------------------------------------------------------
+
 ORDERINGS: dict[str, tuple[str, ...]] = {
     "newest": ("-added_at", "-id"),
     "oldest": ("added_at", "id"),
@@ -173,182 +164,13 @@ ORDERINGS: dict[str, tuple[str, ...]] = {
     "newest_posted": ("-posted_at", "-id"),
     "oldest_posted": ("posted_at", "id"),
 }
-DATETIME_COLUMNS = {"added_at", "posted_at"}
 
 
-class KeysetCursorPagination(pagination.BasePagination):
-    """Opaque `next`/`previous` cursors that remember the position of the last picture seen.
-
-    Unlike offsets, a page costs the same on page 1 and page 2,000, and pictures added while a
-    client pages do not shift what it sees. Unlike DRF's CursorPagination, the position holds
-    every ordering column, so orderings with many ties (likes) stay exact and fast.
-    """
-
-    default_page_size = 50
-    max_page_size = 100
+class PictureCursorPagination(KeysetCursorPagination):
+    orderings = ORDERINGS
+    datetime_columns = frozenset({"added_at", "posted_at"})
     default_ordering = "newest"
-
-    def paginate_queryset(self, queryset, request, view=None):
-        self.request = request
-        self.ordering = self._ordering(request)
-        self.page_size = self._page_size(request)
-        cursor = self._decode(request.query_params.get("cursor"))
-        columns = ORDERINGS[self.ordering]
-        reverse = bool(cursor and cursor["reverse"])
-        if cursor is not None:
-            queryset = queryset.filter(self._beyond(columns, cursor["position"], reverse, cursor["inclusive"]))
-        order = [_flip(column) for column in columns] if reverse else list(columns)
-        rows = list(queryset.order_by(*order)[: self.page_size + 1])
-        more = len(rows) > self.page_size
-        rows = rows[: self.page_size]
-        if reverse:
-            rows.reverse()
-            self.has_next, self.has_previous = True, more
-        else:
-            self.has_next, self.has_previous = more, cursor is not None
-        if rows:
-            self.previous_position = self._position(rows[0], columns)
-            self.next_position = self._position(rows[-1], columns)
-            self.inclusive = False
-        elif cursor is not None:
-            # Nothing beyond the cursor (what was there got deleted): the way back starts at the
-            # cursor's own position, this time including it.
-            self.previous_position = self.next_position = [_json(value) for value in cursor["position"]]
-            self.inclusive = True
-            self.has_next, self.has_previous = reverse, not reverse
-        return rows
-
-    def get_paginated_response(self, data):
-        return Response({"next": self._link(False), "previous": self._link(True), "results": data})
-
-    def _link(self, backwards: bool) -> str | None:
-        if not (self.has_previous if backwards else self.has_next):
-            return None
-        position = self.previous_position if backwards else self.next_position
-        if position is None:
-            return None
-        cursor = {"o": self.ordering, "p": position, "r": int(backwards), "i": int(self.inclusive)}
-        token = base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode().rstrip("=")
-        return replace_query_param(self.request.build_absolute_uri(), "cursor", token)
-
-    # Parsing the query string: every bad value is a 400 naming the parameter.
-
-    def _ordering(self, request) -> str:
-        ordering = request.query_params.get("ordering") or self.default_ordering
-        if ordering not in ORDERINGS:
-            raise ValidationError({"ordering": [f"Choose one of: {', '.join(ORDERINGS)}."]})
-        return ordering
-
-    def _page_size(self, request) -> int:
-        raw = request.query_params.get("page_size")
-        if raw is None:
-            return self.default_page_size
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
-            raise ValidationError({"page_size": [f"Enter a whole number from 1 to {self.max_page_size}."]})
-        return int(raw)
-
-    def _decode(self, raw: str | None) -> dict | None:
-        if not raw:
-            return None
-        invalid = ValidationError({"cursor": ["This cursor is invalid: use the next and previous links as given."]})
-        try:
-            data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-            ordering, position, reverse, inclusive = data["o"], data["p"], data["r"], data["i"]
-        except (ValueError, TypeError, KeyError, binascii.Error):
-            raise invalid from None
-        if ordering != self.ordering:
-            raise ValidationError({"cursor": ["This cursor belongs to another ordering: start again from page one."]})
-        columns = ORDERINGS[ordering]
-        if not isinstance(position, list) or len(position) != len(columns):
-            raise invalid
-        values = []
-        for column, value in zip(columns, position, strict=True):
-            name = column.lstrip("-")
-            if name in DATETIME_COLUMNS:
-                try:
-                    parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-                except ValueError:
-                    parsed = None
-                if parsed is None or parsed.tzinfo is None:
-                    raise invalid
-                values.append(parsed)
-            elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
-                values.append(value)
-            else:
-                raise invalid
-        return {"position": values, "reverse": bool(reverse), "inclusive": bool(inclusive)}
-
-    @staticmethod
-    def _position(row: dict, columns: tuple[str, ...]) -> list:
-        return [_json(row[column.lstrip("-")]) for column in columns]
-
-    @staticmethod
-    def _beyond(columns: tuple[str, ...], position: list, reverse: bool, inclusive: bool) -> Q:
-        """Rows after `position` in the ordering (before it when `reverse`), as a keyset condition.
-
-        (a, b, c) after (x, y, z) is: a beyond x, or a = x and b beyond y, or a = x, b = y and c
-        beyond z. The extra "a beyond or equal to x" lets the database seek the index to x.
-        """
-        names = [column.lstrip("-") for column in columns]
-        lookups = []
-        for column in columns:
-            descending = column.startswith("-") != reverse
-            lookups.append("lt" if descending else "gt")
-        terms = []
-        for index, name in enumerate(names):
-            equal = {names[before]: position[before] for before in range(index)}
-            lookup = lookups[index]
-            if inclusive and index == len(names) - 1:
-                lookup += "e"
-            terms.append(Q(**equal, **{f"{name}__{lookup}": position[index]}))
-        seek = Q(**{f"{names[0]}__{lookups[0]}e": position[0]})
-        return seek & reduce(or_, terms)
-
-    # The schema.
-
-    def get_paginated_response_schema(self, schema):
-        return {
-            "type": "object",
-            "required": ["next", "previous", "results"],
-            "properties": {
-                "next": {"type": "string", "format": "uri", "nullable": True, "description": "The next page."},
-                "previous": {"type": "string", "format": "uri", "nullable": True, "description": "The one before."},
-                "results": schema,
-            },
-        }
-
-    def get_schema_operation_parameters(self, view):
-        return [
-            {
-                "name": "cursor",
-                "in": "query",
-                "required": False,
-                "description": "A position from a `next` or `previous` link (opaque).",
-                "schema": {"type": "string"},
-            },
-            {
-                "name": "page_size",
-                "in": "query",
-                "required": False,
-                "description": f"Pictures per page: 1 to {self.max_page_size}, {self.default_page_size} by default.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
-            },
-            {
-                "name": "ordering",
-                "in": "query",
-                "required": False,
-                "description": "newest (added; the default), oldest (added), most_liked, newest_posted, oldest_posted.",
-                "schema": {"type": "string", "enum": list(ORDERINGS), "default": self.default_ordering},
-            },
-        ]
-
-
-def _json(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _flip(column: str) -> str:
-    return column[1:] if column.startswith("-") else f"-{column}"
+    ordering_description = "newest (added; the default), oldest (added), most_liked, newest_posted, oldest_posted."
 
 
 # --- Filters ---------------------------------------------------------------------------------------
@@ -420,37 +242,28 @@ class CachedPageMixin:
     """
 
     def cached_page(self, request) -> HttpResponse | None:
-        self._page_key = None
+        self.page_cache_key = None
         if settings.EVERHASH_API_CACHE_SECONDS <= 0 or request.accepted_renderer.format != "json":
             return None
         try:
             hashtag = normalize_hashtag(self.kwargs["hashtag"])
         except DjangoValidationError:
             return None  # the view answers with the reason
-        facts = (
-            Album.objects.filter(hashtag=hashtag).values("visibility", "secret", "owner_id", "pictures_version").first()
+        album = (
+            Album.objects.only("visibility", "secret", "owner_id", "pictures_version").filter(hashtag=hashtag).first()
         )
-        if facts is None:
+        if album is None:
             return None
-        version = facts.pop("pictures_version")
         url = origin(request) + request.get_full_path()
         # The window of signed media URLs too: a cached page never outlives the URLs it embeds.
-        window = signed_url_window()
-        self._page_key = f"everhash:api:page:{version}:{window}:{hashlib.sha256(url.encode()).hexdigest()}"
-        if not may_see(request, **facts):
+        self.page_cache_key = cache_key("api:page", album.pictures_version, signed_url_window(), url)
+        self.page_cache_seconds = settings.EVERHASH_API_CACHE_SECONDS
+        if not album.can_see(request.user, request_key(request)):
             return None  # the view answers 404
-        body = cache.get(self._page_key)
+        body = cache.get(self.page_cache_key)
         if body is None:
             return None
         return HttpResponse(body, content_type="application/json")
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        key = getattr(self, "_page_key", None)
-        if key and isinstance(response, Response) and response.status_code == 200:
-            response.render()
-            cache.set(key, response.content, settings.EVERHASH_API_CACHE_SECONDS)
-        return response
 
 
 @extend_schema_view(
@@ -466,7 +279,7 @@ class CachedPageMixin:
 )
 class AlbumPictureList(ConditionalGetMixin, CachedPageMixin, AlbumPicturesMixin, generics.ListAPIView):
     serializer_class = PictureSerializer
-    pagination_class = KeysetCursorPagination
+    pagination_class = PictureCursorPagination
     filterset_class = PictureFilter
 
     def list(self, request, *args, **kwargs):
@@ -576,7 +389,7 @@ class PictureViewSet(ConditionalGetMixin, mixins.RetrieveModelMixin, viewsets.Ge
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[Picture]:
-        albums = visible_albums(self.request).values("id")
+        albums = Album.objects.visible_to(self.request.user, key=request_key(self.request)).values("id")
         return Picture.objects.visible().filter(album__in=albums).select_related("album")
 
     def get_object(self) -> Picture:

@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from albums.models import Album
+from everhash.lib.media import media_url
 
 
 class Source(models.TextChoices):
@@ -23,6 +24,19 @@ class PictureQuerySet(models.QuerySet["Picture"]):
 
     def most_liked(self) -> PictureQuerySet:
         return self.order_by("-like_count", "-added_at", "-id")
+
+    def visible_count(self, *, album: str = "pk", distinct: str = "", since=None) -> Coalesce:
+        """The one visible-picture count annotation, per album of the outer query:
+        `Album.objects.annotate(picture_count=Picture.objects.visible_count())`, or through a
+        relation (`album="album_id"` on followers). A correlated subquery along the
+        (album, status, added_at) index: no join, so several counts do not multiply each other.
+        `distinct` counts distinct values of a column (authors); `since` only pictures added since then.
+        """
+        pictures = self.visible().filter(album=models.OuterRef(album))
+        if since is not None:
+            pictures = pictures.filter(added_at__gte=since)
+        counted = models.Count(distinct, distinct=True) if distinct else models.Count("*")
+        return Coalesce(models.Subquery(pictures.order_by().values("album").annotate(n=counted).values("n")), 0)
 
 
 class Picture(models.Model):
@@ -87,9 +101,7 @@ class Picture(models.Model):
         return self.renditions.get(name)
 
     def storage_url(self, key: str) -> str:
-        from django.core.files.storage import default_storage
-
-        return default_storage.url(key)
+        return media_url(key)
 
     def image(self, name: str) -> dict:
         """A rendition's url, width and height (the original when the rendition is missing)."""

@@ -12,8 +12,12 @@ cursor and retries later; a picture is never rejected because the storage was do
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -22,10 +26,17 @@ from django.utils import timezone
 
 from albums.models import Album
 from albums.services import pictures_changed
+from collages.services import delete_collage
 from everhash.lib.images import ImageRejected, make_renditions, open_verified
+from everhash.lib.zipstream import Entry, blocks_of, stream_zip
 from pictures.dedupe import SignatureIndex, compute_signature
 from pictures.models import Picture
-from pictures.storage import StorageUnavailable, delete_files, store_file  # noqa: F401  (StorageUnavailable: re-exported)
+from pictures.storage import (  # noqa: F401  (StorageUnavailable: re-exported)
+    StorageUnavailable,
+    delete_files,
+    read_file,
+    store_file,
+)
 from tweets.sources import Photo, Post
 
 logger = logging.getLogger("everhash.ingest")
@@ -152,3 +163,56 @@ def delete_pictures(*, pictures) -> int:
     delete_unreferenced_files(content_hashes=files)
     pictures_changed(album_ids=albums)
     return count
+
+
+def delete_album(*, album: Album) -> None:
+    """Delete an album with its pictures, its collage and every file no other album uses."""
+    delete_pictures(pictures=album.pictures.all())
+    delete_collage(album=album)
+    album.delete()
+
+
+MANIFEST_COLUMNS = ["file", "author", "author_name", "post", "likes", "posted_at", "added_at", "alt_text"]
+
+
+def album_zip(*, album: Album) -> Iterator[bytes]:
+    """The album's visible originals and a CSV manifest, as a zip produced file by file
+    (everhash/lib/zipstream.py): memory stays constant whatever the album's size."""
+    return stream_zip(_album_entries(album))
+
+
+def _album_entries(album: Album) -> Iterator[Entry]:
+    # The manifest grows with the album: it is spooled to disk, not kept in memory.
+    manifest = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115  (closed below)
+    writer = csv.writer(manifest)
+    writer.writerow(MANIFEST_COLUMNS)
+    for picture in album.pictures.visible().order_by("added_at", "id").iterator(chunk_size=500):
+        extension = picture.original_key.rsplit(".", 1)[-1]
+        name = f"{album.hashtag}/{picture.added_at:%Y%m%d-%H%M%S}-{picture.pk}.{extension}"
+        # One original at a time (at most EVERHASH_MAX_IMAGE_BYTES). A missing file is left
+        # out; a storage outage (StorageUnavailable) ends the stream: the zip is then visibly
+        # incomplete rather than silently short.
+        data = read_file(picture.original_key)
+        if data is None:
+            continue
+        yield Entry(name, picture.added_at.timetuple()[:6], blocks_of(data))
+        writer.writerow(
+            [
+                name,
+                f"@{picture.author_handle}",
+                picture.author_name,
+                picture.permalink,
+                picture.like_count,
+                picture.posted_at.isoformat(),
+                picture.added_at.isoformat(),
+                picture.alt_text,
+            ]
+        )
+    manifest.seek(0)
+    yield Entry(f"{album.hashtag}/manifest.csv", time.localtime()[:6], _encoded_blocks(manifest))
+
+
+def _encoded_blocks(manifest) -> Iterator[bytes]:
+    with manifest:
+        while block := manifest.read(256 * 1024):
+            yield block.encode("utf-8")

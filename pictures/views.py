@@ -7,15 +7,14 @@ The work is done by pictures/moderation.py, the same functions as the admin's.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from albums.hashtags import normalize_hashtag
+from albums.access import managed_album_for_request
 from albums.models import Album
 from pictures import moderation
 from pictures.models import BlockedAuthor, BlockedWord, Picture
@@ -25,15 +24,7 @@ PAGE_SIZE = 60
 
 def _managed_album(request: HttpRequest, hashtag: str) -> Album:
     """The album if the visitor manages it (its owner or staff); a 404 for anyone else."""
-    try:
-        hashtag = normalize_hashtag(hashtag)
-    except ValidationError:
-        raise Http404("No such album.") from None
-    user = request.user
-    if not user.is_authenticated:
-        raise Http404("No such album.")
-    albums = Album.objects.all() if user.is_staff else Album.objects.filter(owner=user)
-    return get_object_or_404(albums, hashtag=hashtag)
+    return managed_album_for_request(request, hashtag)
 
 
 def _picture(album: Album, picture_id: int) -> Picture:

@@ -7,8 +7,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import exceptions, generics, permissions, serializers
 from rest_framework.response import Response
 
-from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request, can_edit, errors
+from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request
 from albums.models import Album
+from everhash.lib.api import errors
 from tweets.models import FetchRun
 
 
@@ -79,7 +80,7 @@ class AlbumFetchStatus(generics.GenericAPIView):
 
     def get(self, request, hashtag: str):
         album = album_for_request(request, hashtag)
-        if not can_edit(request, album):
+        if not album.can_manage(request.user):
             raise exceptions.PermissionDenied("Only the album's owner (or staff) can see its fetch status.")
         raw = request.query_params.get("runs")
         try:

@@ -357,8 +357,7 @@ def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, er
     )
     # Each stored picture already marked the collage stale (pictures_changed); likes may have
     # changed even when nothing was added, so cached pages and ETags move on too.
-    fields = {"last_fetch_at": now, "pictures_version": F("pictures_version") + 1, **state}
-    Album.objects.filter(pk=album.pk).update(**fields)
+    Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=now, **state)
 
 
 def _dry_run(*, album: Album, source: Source, max_pages: int, report: AlbumReport, progress) -> AlbumReport:

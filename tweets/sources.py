@@ -4,6 +4,9 @@ A source answers one question: "give me a page of posts with photos for this
 hashtag, newer than this cursor or older than that one". The ingestion service
 (tweets/services.py) knows nothing else about X, the sample data or any future
 source (a Mastodon source would be one new module implementing `Source`).
+
+This module is the interface only and imports no source: choosing one is tweets/registry.py's
+job, so the sources (x_api.py, sample.py) import this module and never the other way round.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
-
-from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,3 @@ class Source(Protocol):
     def download(self, photo: Photo) -> bytes:
         """The photo's original bytes. Raises MediaError."""
         ...
-
-
-def get_source() -> Source:
-    """X when a bearer token is configured, the bundled sample otherwise."""
-    if settings.EVERHASH_X_BEARER_TOKEN:
-        from tweets.x_api import XSource
-
-        return XSource.from_settings()
-    from tweets.sample import SampleSource
-
-    return SampleSource()

@@ -11,8 +11,9 @@ import logging
 
 from albums.models import Album
 from everhash.celery import app
+from tweets.registry import get_source
 from tweets.services import AlbumReport, fetch_due_album, finish_round
-from tweets.sources import AuthFailed, get_source
+from tweets.sources import AuthFailed
 
 logger = logging.getLogger("everhash.fetch")
 

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from everhash.emails import absolute_url, send_email
+from pictures.services import delete_album
 from users.models import RateLimitCounter, User, canonical_email
 
 
@@ -100,8 +101,6 @@ def register(*, email: str, password: str, send_activation) -> User | None:
 
 def delete_account(*, user: User) -> None:
     """Delete the account with its albums (their pictures and files too) and its tokens."""
-    from albums.services import delete_album
-
     for album in list(user.albums.all()):
         delete_album(album=album)
     user.delete()

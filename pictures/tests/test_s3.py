@@ -20,7 +20,6 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from albums.models import Album
-from albums.services import delete_album
 from collages.models import Collage
 from everhash.testing.builders import make_album, make_picture, photo_bytes
 from everhash.testing.fixtures import fetch_tweets, use_s3
@@ -28,6 +27,7 @@ from everhash.testing.processes import manage
 from everhash.testing.s3_server import S3Server, settings_from_env
 from pictures import moderation
 from pictures.models import Picture
+from pictures.services import delete_album
 from pictures.storage import modified_time, signed_url_window, store_file
 from tweets.models import FetchRun
 

@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 
 from django.core.files.storage import default_storage
 
-from albums.services import delete_album
 from everhash.testing.builders import make_album, photo_bytes
 from pictures.models import Picture
-from pictures.services import delete_pictures, ingest_photo, load_signature_index
+from pictures.services import delete_album, delete_pictures, ingest_photo, load_signature_index
 from tweets.sources import Photo, Post
 
 

@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from albums.models import Album
 from albums.services import albums_for_tags
+from tweets.registry import get_source
 from tweets.services import DEFAULT_MAX_PAGES, AlbumReport, fetch_album, finish_round
-from tweets.sources import AuthFailed, get_source
+from tweets.sources import AuthFailed
 
 
 @contextmanager
