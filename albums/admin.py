@@ -114,7 +114,7 @@ class AlbumAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .select_related("owner")
             .annotate(
-                visible_total=Count("pictures", filter=Q(pictures__status=Picture.Status.VISIBLE)),
+                visible_total=Picture.objects.visible_count(),
                 picture_total=Count("pictures"),
                 pending_total=Count("pictures", filter=Q(pictures__status=Picture.Status.PENDING)),
             )
