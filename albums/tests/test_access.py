@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from albums.models import Album, Follower
 from albums.services import update_milestones
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from pictures.models import ModerationAction
 
 
