@@ -7,7 +7,9 @@ Usable from pytest and from plain scripts (the benchmark)::
         source = XSource(base_url=fake.url, bearer_token="t0ken", ca_bundle=ca_path)
 
 It answers `GET /2/tweets/search/recent` the way X does: newest first, `since_id`
-and `until_id` exclusive (ids compared as integers), opaque `next_token`s,
+and `until_id` exclusive (ids compared as integers), opaque `next_token`s that hold
+only the position (the request's own `since_id` still bounds the page, as X documents:
+a token is sent again with the same parameters),
 `max_results` 10..100, `expansions`/`*.fields` honoured (a field that was not
 asked for is not sent), `includes.media`/`includes.users` per page, `meta`, and
 `x-rate-limit-*` headers on every answer (a 429 once the budget is spent). It
@@ -46,8 +48,11 @@ DEFAULT_BEARER = "test-bearer-token"
 FAILURE_KINDS = {
     "429",  # rate limit exceeded; opts: reset=<epoch seconds>
     "400",  # a stale since_id, worded as X words it
+    "400_query",  # another 400: X's answer to a query it cannot parse
     "401",
     "403",
+    "403_not_enrolled",  # a valid token whose plan cannot search (X's client-not-enrolled)
+    "usage_cap",  # 429 UsageCapExceeded: the account's monthly cap is spent (rate limit headers still fine)
     "404",
     "500",
     "502",  # an HTML error page, as a load balancer sends
@@ -55,7 +60,9 @@ FAILURE_KINDS = {
     "malformed_json",  # 200 with a truncated JSON body
     "not_an_object",  # 200 with a JSON list
     "missing_includes",  # a normal page without `includes`
+    "no_meta",  # a normal page without `meta` (so without newest_id and next_token)
     "timeout",  # answer only after opts delay=<seconds> (default 5): longer than a short client timeout
+    "drip",  # a normal page sent one byte every opts interval=<seconds> (default 0.5)
     "disconnect",  # close the connection without answering
 }
 
@@ -72,6 +79,7 @@ class RecordedRequest:
     params: dict[str, str]
     headers: dict[str, str]
     status: int = 0
+    posts: int = 0  # posts in the answer's `data`
 
 
 @dataclass
@@ -162,7 +170,8 @@ class FakeXAPI:
         self._users: dict[str, tuple[str, str]] = {}  # author id -> (username, name)
         self._user_ids: dict[str, str] = {}  # username -> author id
         self._images: dict[str, tuple[bytes, str]] = {}
-        self._tokens: dict[str, tuple[str, int | None, int]] = {}  # token -> (query, since_id, until_id)
+        self._tokens: dict[str, tuple[str, int]] = {}  # token -> (query, the oldest id already sent)
+        self._hidden_authors: set[str] = set()  # author ids X cannot return (suspended, protected)
         self._failures: deque[tuple[str, dict]] = deque()
         self._ids = itertools.count(FIRST_ID)
         self._lock = threading.RLock()
@@ -262,7 +271,7 @@ class FakeXAPI:
                 created_at = FIRST_TIME + timedelta(minutes=n)
             if isinstance(created_at, datetime):
                 created_at = created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            tags = {tag.casefold()} | {t.casefold() for t in _HASHTAG.findall(text)}
+            tags = {tag.lower()} | {t.lower() for t in _HASHTAG.findall(text)}
             referenced = [{"type": "retweeted", "id": str(retweet_of)}] if retweet_of is not None else []
             self._posts[post_id] = _Post(
                 id=post_id,
@@ -312,6 +321,17 @@ class FakeXAPI:
             raise ValueError(f"unknown failure kind {kind!r}; choose from {sorted(FAILURE_KINDS)}")
         with self._lock:
             self._failures.extend([(kind, dict(opts))] * times)
+
+    def hide_author(self, username: str) -> None:
+        """Answer this author's posts without their user in `includes.users`, explained by a
+        partial `errors` entry, as X does for a suspended or protected account."""
+        with self._lock:
+            self._hidden_authors.add(self._user_ids[username])
+
+    def posts_returned(self) -> int:
+        """Every post sent in `data` so far: what X bills."""
+        with self._lock:
+            return sum(r.posts for r in self.requests)
 
     def search_requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -373,6 +393,43 @@ class FakeXAPI:
                     "type": "https://api.twitter.com/2/problems/invalid-request",
                 }
                 return 400, rate, json.dumps(body).encode(), {}
+            if kind == "400_query":
+                body = {
+                    "errors": [
+                        {
+                            "parameters": {"query": [params.get("query", "")]},
+                            "message": "There were errors processing your request: Ambiguous use of has:images",
+                        }
+                    ],
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "type": "https://api.twitter.com/2/problems/invalid-request",
+                }
+                return 400, rate, json.dumps(body).encode(), {}
+            if kind == "403_not_enrolled":
+                body = {
+                    "client_id": "29011975",
+                    "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and "
+                    "tokens from a Twitter developer App that is attached to a Project. You can create a project "
+                    "via the developer portal.",
+                    "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+                    "title": "Client Forbidden",
+                    "required_enrollment": "Appropriate Level of API Access",
+                    "reason": "client-not-enrolled",
+                    "type": "https://api.twitter.com/2/problems/client-forbidden",
+                }
+                return 403, rate, json.dumps(body).encode(), {}
+            if kind == "usage_cap":
+                body = {
+                    "account_id": 1234567890,
+                    "product_name": "standard-basic",
+                    "title": "UsageCapExceeded",
+                    "period": "Monthly",
+                    "scope": "Product",
+                    "detail": "Usage cap exceeded: Monthly product cap",
+                    "type": "https://api.twitter.com/2/problems/usage-capped",
+                }
+                return 429, rate, json.dumps(body).encode(), {}
             if kind in ("401", "403", "404", "500", "503"):
                 status = int(kind)
                 titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}
@@ -390,7 +447,14 @@ class FakeXAPI:
             status, body = self._search(params)
             if kind == "missing_includes":
                 body.pop("includes", None)
-            extra = {"delay": float(opts.get("delay", 5.0))} if kind == "timeout" else {}
+            if kind == "no_meta":
+                body.pop("meta", None)
+            extra: dict = {}
+            if kind == "timeout":
+                extra = {"delay": float(opts.get("delay", 5.0))}
+            if kind == "drip":
+                extra = {"drip": float(opts.get("interval", 0.5))}
+            extra["posts"] = len(body.get("data", []))
             return status, rate, json.dumps(body).encode(), extra
 
     def _search(self, params: dict[str, str]) -> tuple[int, dict]:
@@ -420,9 +484,12 @@ class FakeXAPI:
         if token:
             if token not in self._tokens or self._tokens[token][0] != query:
                 return invalid(f"The `next_token` query parameter value [{token}] is not valid.", "next_token")
-            _, since, until = self._tokens[token]
+            # The token is a position; the bounds are the request's (since_id is not remembered).
+            position = self._tokens[token][1]
+            until = position if until is None else min(until, position)
 
-        tags = {t.casefold() for t in _HASHTAG.findall(query)}
+        # X matches hashtags without regard to case, but ß is not ss: lower(), not casefold().
+        tags = {t.lower() for t in _HASHTAG.findall(query)}
         matching = sorted(
             (
                 post
@@ -448,18 +515,39 @@ class FakeXAPI:
             includes: dict = {}
             if "attachments.media_keys" in expansions:
                 includes["media"] = [m.as_json(media_fields) for post in page for m in post.media]
+            errors = []
             if "author_id" in expansions:
                 author_ids = list(dict.fromkeys(post.author_id for post in page))
-                includes["users"] = [self._user_json(author_id, user_fields) for author_id in author_ids]
+                includes["users"] = [
+                    self._user_json(author_id, user_fields)
+                    for author_id in author_ids
+                    if author_id not in self._hidden_authors
+                ]
+                errors = [
+                    {
+                        "value": author_id,
+                        "detail": f"Could not find user with author_id: [{author_id}].",
+                        "title": "Not Found Error",
+                        "resource_type": "user",
+                        "parameter": "author_id",
+                        "resource_id": author_id,
+                        "type": "https://api.twitter.com/2/problems/resource-not-found",
+                    }
+                    for author_id in author_ids
+                    if author_id in self._hidden_authors
+                ]
+            includes = {key: value for key, value in includes.items() if value}
             if includes:
                 body["includes"] = includes
+            if errors:
+                body["errors"] = errors
         meta: dict = {"result_count": len(page)}
         if page:
             meta["newest_id"] = str(page[0].id)
             meta["oldest_id"] = str(page[-1].id)
         if rest:
             token = secrets.token_urlsafe(12)
-            self._tokens[token] = (query, since, page[-1].id)
+            self._tokens[token] = (query, page[-1].id)
             meta["next_token"] = token
         body["meta"] = meta
         return 200, body
@@ -521,13 +609,31 @@ class _Handler(BaseHTTPRequestHandler):
 
         status, headers_out, body, extra = self.fake._answer(params, headers)
         record.status = status
+        record.posts = extra.get("posts", 0) if status == 200 else 0
         if extra.get("disconnect"):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if "delay" in extra and self.fake._stopping.wait(extra["delay"]):
             return
+        if "drip" in extra:
+            self._drip(status, headers_out, body, extra["drip"])
+            return
         self._send(status, headers_out, body)
+
+    def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
+        """Headers at once, then the body one byte per `interval`: every read is quick, the whole is not."""
+        self.send_response(status)
+        for key, value in {"content-type": "application/json; charset=utf-8", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(body)):
+            if self.fake._stopping.wait(interval):
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
