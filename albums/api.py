@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from albums import access
-from albums.hashtags import normalize_hashtag
+from albums.hashtags import hashtag_as_written, normalize_hashtag
 from albums.models import Album, Milestone
 from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
 from pictures import moderation
@@ -291,7 +291,8 @@ class AlbumViewSet(
 
     def perform_create(self, serializer: AlbumCreateSerializer) -> None:
         # Owned by the caller; next_fetch_at stays empty: the next fetch_tweets run takes it.
-        serializer.save(owner=self.request.user)
+        # Sources search the hashtag as it was written (#Straße), the album's key is folded.
+        serializer.save(owner=self.request.user, search_hashtag=hashtag_as_written(self.request.data["hashtag"]))
 
     def _exists(self, hashtag: str) -> Response:
         """409 saying where the album is (when the caller may see it)."""

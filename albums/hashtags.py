@@ -49,3 +49,14 @@ def normalize_hashtag(raw: str) -> str:
     if all(unicodedata.category(char) == "Nd" for char in tag):
         raise ValidationError("A hashtag needs at least one letter (X does not link #123).", code="digits")
     return tag
+
+
+def hashtag_as_written(raw: str) -> str:
+    """The hashtag as people write it (NFKC, no `#`, case kept), after checking it is a valid one.
+
+    Searches use this form: case folding changes some hashtags (`#Straße` folds to `strasse`,
+    `#İstanbul` to `i̇stanbul`), while albums are matched on `normalize_hashtag`'s folded key.
+    """
+    normalize_hashtag(raw)  # raises ValidationError for what is not a hashtag
+    tag = unicodedata.normalize("NFKC", str(raw)).strip()
+    return tag[1:] if tag.startswith("#") else tag

@@ -100,6 +100,11 @@ class Album(models.Model):
         validators=[validate_hashtag],
         help_text="Normalised: no #, case-folded (see albums/hashtags.py).",
     )
+    search_hashtag = models.CharField(
+        max_length=MAX_LENGTH,
+        blank=True,
+        help_text="The hashtag as people write it (#Straße, #İstanbul), searched as is; empty: the hashtag.",
+    )
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(max_length=2000, blank=True)
     created = models.DateTimeField(default=timezone.now)
@@ -125,6 +130,11 @@ class Album(models.Model):
     )
     backfill_token = models.CharField(
         max_length=200, blank=True, help_text="Cursor for older posts: the source's next-page token."
+    )
+    backfill_since_id = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The since_id the older walk (backfill_token) was started under: empty for the history walk.",
     )
     backfill_done = models.BooleanField(default=False)
     last_fetch_at = models.DateTimeField(null=True, blank=True)
@@ -153,6 +163,11 @@ class Album(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("albums:album-detail", args=[self.hashtag])
+
+    @property
+    def search_term(self) -> str:
+        """What sources are asked for: the hashtag as written, or its folded key for older albums."""
+        return self.search_hashtag or self.hashtag
 
     @property
     def display_title(self) -> str:

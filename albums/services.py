@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from albums.hashtags import normalize_hashtag
+from albums.hashtags import hashtag_as_written, normalize_hashtag
 from albums.models import Album, Follower, Milestone, new_secret
 from albums.signals import milestone_reached
 
@@ -123,11 +123,17 @@ class AlbumExists(Exception):
         self.album = album
 
 
-def create_album(*, owner, hashtag: str, title: str = "") -> Album:
-    """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty)."""
+def create_album(*, owner, hashtag: str, title: str = "", written: str = "") -> Album:
+    """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty).
+
+    `written` is the hashtag as its owner typed it, which sources search (see hashtag_as_written).
+    """
+    search = hashtag_as_written(written) if written and normalize_hashtag(written) == hashtag else ""
     try:
         with transaction.atomic():
-            return Album.objects.create(owner=owner, hashtag=hashtag, title=title, next_fetch_at=None)
+            return Album.objects.create(
+                owner=owner, hashtag=hashtag, search_hashtag=search, title=title, next_fetch_at=None
+            )
     except IntegrityError:
         raise AlbumExists(Album.objects.get(hashtag=hashtag)) from None
 

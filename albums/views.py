@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -253,8 +255,13 @@ def add_album(request: HttpRequest) -> HttpResponse:
     """Step 1: name a hashtag."""
     form = AlbumAddForm(request.POST or request.GET or None)
     if form.is_bound and form.is_valid():
-        return redirect("albums:album-add-confirm", form.cleaned_data["hashtag"])
+        return _confirm_redirect(form.cleaned_data["hashtag"], written=form.data["hashtag"])
     return render(request, "albums/add.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def _confirm_redirect(canonical: str, *, written: str) -> HttpResponse:
+    url = reverse("albums:album-add-confirm", args=[canonical])
+    return redirect(f"{url}?{urlencode({'as': written})}" if written != canonical else url)
 
 
 @login_required
@@ -267,8 +274,10 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
         return render(
             request, "albums/add.html", {"form": AlbumAddForm({"hashtag": hashtag}), "error": exc}, status=400
         )
+    # The hashtag as written (#Straße) is what sources search; the album's key is folded (strasse).
+    written = request.GET.get("as") or hashtag
     if canonical != hashtag:
-        return redirect("albums:album-add-confirm", canonical)
+        return _confirm_redirect(canonical, written=written)
     existing = Album.objects.filter(hashtag=canonical).first()
     if existing is not None and existing.can_see(request.user):
         messages.info(request, f"#{canonical} already has an album: follow it to get its milestone emails.")
@@ -279,7 +288,7 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
             messages.error(request, f"#{canonical} is taken by an unlisted album.")
             return redirect("albums:album-add")
         try:
-            album = services.create_album(owner=request.user, hashtag=canonical)
+            album = services.create_album(owner=request.user, hashtag=canonical, written=written)
         except services.AlbumExists as exc:
             return redirect(exc.album)
         messages.success(request, f"Created #{album.hashtag}. The first pictures arrive with the next fetch.")
@@ -310,7 +319,11 @@ def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
 @login_required
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
-    owned = request.user.albums.annotate(picture_count=Picture.objects.visible_count()).order_by("hashtag")
+    waiting = Q(pending_media__state="waiting")  # photos fetch_tweets will try to download again
+    owned = request.user.albums.annotate(
+        picture_count=Picture.objects.visible_count(),
+        pending_photos=Count("pending_media", filter=waiting),
+    ).order_by("hashtag")
     followed = (
         Follower.objects.filter(user=request.user)
         .select_related("album")

@@ -2,8 +2,9 @@
 
 It checks the database (a query), the media storage (a lookup in the bucket or
 the folder) and the fetch job (the age of the last successful fetch of any
-active album). Any failing check answers 503 with the same JSON, so a probe can
-alert on the status code and a person can read why. Nothing here is cached.
+active album, and any pause of a source: X's usage cap stops every album). Any
+failing check answers 503 with the same JSON, so a probe can alert on the status
+code and a person can read why. Nothing here is cached.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_safe
 
 from albums.models import Album
 from pictures.storage import modified_time
+from tweets.models import SourcePause
 
 logger = logging.getLogger("everhash.health")
 
@@ -56,6 +58,11 @@ def check_fetch() -> dict:
     summary = active.aggregate(last=Max("last_success_at"), oldest=Min("created"))
     allowed = max_fetch_age()
     result = {"max_age_seconds": int(allowed.total_seconds()), "failing_albums": active.filter(failures__gt=0).count()}
+    # X's usage cap (or its app-wide rate limit) pauses every album: say so, and until when.
+    result["paused_sources"] = [
+        {"source": pause.source, "kind": pause.kind, "until": pause.until.isoformat(), "message": pause.message}
+        for pause in SourcePause.objects.filter(until__gt=now)
+    ]
     if summary["oldest"] is None:
         return {**result, "last_success": None, "note": "no active album"}
     last = summary["last"]

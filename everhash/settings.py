@@ -9,6 +9,7 @@ and ALLOWED_HOSTS are set.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -349,6 +350,19 @@ EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES = env_int(
 # The X API v2 (searched through twython). Without a token the bundled sample source is used.
 EVERHASH_X_API_URL = env_str("EVERHASH_X_API_URL", "https://api.x.com").rstrip("/")
 EVERHASH_X_BEARER_TOKEN = env_secret("EVERHASH_X_BEARER_TOKEN")
+# A total deadline on each X request (requests' own timeout is per read; docs/fetching.md).
+EVERHASH_X_DEADLINE_SECONDS = env_int("EVERHASH_X_DEADLINE_SECONDS", 60)
+# What X bills per post read, in dollars ($0.005 on docs.x.com's pricing page, late 2026): the
+# admin and `fetch_tweets --json` estimate the cost of the posts read.
+EVERHASH_X_COST_PER_POST = Decimal(env_str("EVERHASH_X_COST_PER_POST", "0.005"))
+# A fetch_tweets run stops starting work after this many seconds, so it ends before the next cron
+# run is due (default: three quarters of the interval).
+EVERHASH_FETCH_RUN_BUDGET_SECONDS = env_int("EVERHASH_FETCH_RUN_BUDGET_SECONDS", EVERHASH_FETCH_INTERVAL_MINUTES * 45)
+# Photos downloaded at once for one album; failures in a row after which a host is skipped for the run.
+EVERHASH_FETCH_DOWNLOAD_CONCURRENCY = env_int("EVERHASH_FETCH_DOWNLOAD_CONCURRENCY", 4)
+EVERHASH_MEDIA_HOST_FAILURES = env_int("EVERHASH_MEDIA_HOST_FAILURES", 3)
+# Hours a photo whose download failed temporarily (timeout, 503...) is tried again before giving up.
+EVERHASH_MEDIA_RETRY_HOURS = env_int("EVERHASH_MEDIA_RETRY_HOURS", 24)
 
 # Untrusted media downloads (everhash/lib/safehttp.py).
 EVERHASH_MEDIA_HOSTS = env_list("EVERHASH_MEDIA_HOSTS", ["pbs.twimg.com"])

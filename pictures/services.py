@@ -52,6 +52,7 @@ class Outcome:
     picture: Picture | None = None
     reason: str = ""
     message: str = ""
+    duplicate_of: int | None = None  # the stored picture a duplicate matches
 
 
 def original_key(content_hash: str, image_format: str) -> str:
@@ -83,8 +84,11 @@ def ingest_photo(
     Raises StorageUnavailable (files first, so no row is inserted) when the storage fails.
     """
     content_hash = hashlib.sha256(data).hexdigest()
-    if Picture.objects.filter(album=album, content_hash=content_hash).exists():
-        return Outcome("duplicate", reason="same_bytes", message="the same bytes are already in the album")
+    same = Picture.objects.filter(album=album, content_hash=content_hash).values_list("pk", flat=True).first()
+    if same is not None:
+        return Outcome(
+            "duplicate", reason="same_bytes", message="the same bytes are already in the album", duplicate_of=same
+        )
     try:
         verified = open_verified(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
     except ImageRejected as exc:
@@ -92,7 +96,9 @@ def ingest_photo(
     signature = compute_signature(verified.image)
     duplicate_of = index.find_duplicate(signature)
     if duplicate_of is not None:
-        return Outcome("duplicate", reason="similar", message=f"looks like picture {duplicate_of}")
+        return Outcome(
+            "duplicate", reason="similar", message=f"looks like picture {duplicate_of}", duplicate_of=duplicate_of
+        )
 
     renditions = {}
     for name, (jpeg, width, height) in make_renditions(verified).items():

@@ -1,7 +1,10 @@
+from django.conf import settings
 from django.contrib import admin
+from django.utils import timezone
 
 from everhash.lib.admin import ReadOnlyAdmin
-from tweets.models import FetchRun
+from tweets.models import FetchRun, PendingMedia, SourcePause
+from tweets.services import posts_read
 
 
 class FailedFilter(admin.SimpleListFilter):
@@ -25,8 +28,10 @@ class FailedFilter(admin.SimpleListFilter):
 class FetchRunAdmin(ReadOnlyAdmin):
     """Fetch history: readable, never editable."""
 
+    change_list_template = "admin/tweets/fetchrun/change_list.html"
     list_display = [
         "album",
+        "source",
         "started",
         "finished",
         "requests_made",
@@ -45,3 +50,34 @@ class FetchRunAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, run: FetchRun) -> str:
         return run.error[:100]
+
+    def changelist_view(self, request, extra_context=None):
+        # What X bills: posts read per album today and this month, and a pause in force, above the runs.
+        extra = {
+            "posts_read": posts_read(),
+            "cost_per_post": settings.EVERHASH_X_COST_PER_POST,
+            "pauses": SourcePause.objects.filter(until__gt=timezone.now()),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=extra)
+
+
+@admin.register(PendingMedia)
+class PendingMediaAdmin(ReadOnlyAdmin):
+    """Photos whose download failed for a reason that may pass: tried again by later runs."""
+
+    list_display = ["album", "media_key", "state", "attempts", "reason", "message", "created", "next_attempt_at"]
+    list_filter = ["state", "reason", "source"]
+    search_fields = ["album__hashtag", "media_key", "post_id"]
+    list_select_related = ["album"]
+
+
+@admin.register(SourcePause)
+class SourcePauseAdmin(admin.ModelAdmin):
+    """A pause of a source (X's usage cap or rate limit); deleting one resumes fetching at once."""
+
+    list_display = ["source", "kind", "until", "message", "created"]
+    readonly_fields = ["source", "kind", "until", "message", "created"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

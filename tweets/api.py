@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request
 from albums.models import Album
 from everhash.lib.api import errors
-from tweets.models import FetchRun
+from tweets.models import FetchRun, PendingMedia
 
 
 class FetchRunSerializer(serializers.ModelSerializer):
@@ -35,9 +35,23 @@ class FetchRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PendingPhotoSerializer(serializers.ModelSerializer):
+    post = serializers.CharField(source="post.permalink", help_text="The post the photo belongs to.")
+
+    class Meta:
+        model = PendingMedia
+        fields = ["media_key", "post", "attempts", "reason", "message", "created", "next_attempt_at"]
+        read_only_fields = fields
+
+
 class FetchStatusSerializer(serializers.ModelSerializer):
     fetching_active = serializers.BooleanField(source="is_active", help_text="Whether new posts are fetched.")
     runs = FetchRunSerializer(many=True, source="recent_runs", help_text="The most recent runs, newest first.")
+    pending_photos = PendingPhotoSerializer(
+        many=True,
+        source="waiting_photos",
+        help_text="Photos whose download failed for a reason that may pass: later runs try again.",
+    )
 
     class Meta:
         model = Album
@@ -52,6 +66,7 @@ class FetchStatusSerializer(serializers.ModelSerializer):
             "last_error_at",
             "rate_limited_until",
             "backfill_done",
+            "pending_photos",
             "runs",
         ]
         read_only_fields = fields
@@ -88,4 +103,5 @@ class AlbumFetchStatus(generics.GenericAPIView):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"runs": exc.detail}) from None
         album.recent_runs = list(FetchRun.objects.filter(album=album).order_by("-started", "-id")[:count])
+        album.waiting_photos = list(PendingMedia.objects.waiting().filter(album=album)[:100])
         return Response(self.get_serializer(album).data)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.utils import timezone
 
@@ -10,11 +12,12 @@ class FetchRun(models.Model):
     """One fetch of one album by fetch_tweets: what it did and what went wrong."""
 
     album = models.ForeignKey(Album, models.CASCADE, related_name="fetch_runs")
+    source = models.CharField(max_length=20, blank=True, help_text="Where the posts came from (x, sample).")
     started = models.DateTimeField(default=timezone.now)
     finished = models.DateTimeField(null=True, blank=True)
     backfill = models.BooleanField(default=False)
     requests_made = models.PositiveIntegerField(default=0)
-    posts_seen = models.PositiveIntegerField(default=0)
+    posts_seen = models.PositiveIntegerField(default=0, help_text="Every post the source returned (X bills each).")
     pictures_added = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
@@ -35,3 +38,72 @@ class FetchRun(models.Model):
     @property
     def ok(self) -> bool:
         return self.finished is not None and not self.error
+
+
+class PendingMediaQuerySet(models.QuerySet):
+    def waiting(self) -> PendingMediaQuerySet:
+        return self.filter(state=PendingMedia.State.WAITING)
+
+    def due(self, now: datetime) -> PendingMediaQuerySet:
+        return self.waiting().filter(next_attempt_at__lte=now)
+
+
+class PendingMedia(models.Model):
+    """A photo whose download failed for a reason that may pass (a timeout, a 503, a dropped
+    connection, a host skipped for the run, the run's time budget): later runs try it again with
+    back-off until it is stored or it ages out (EVERHASH_MEDIA_RETRY_HOURS), reason recorded.
+
+    It keeps what is needed to store the photo without asking X again: the post and the photo.
+    """
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Waiting for another try"
+        STORED = "stored", "Stored on a later try"
+        GAVE_UP = "gave_up", "Gave up"
+
+    album = models.ForeignKey(Album, models.CASCADE, related_name="pending_media")
+    source = models.CharField(max_length=20)
+    post_id = models.CharField(max_length=32)
+    media_key = models.CharField(max_length=64)
+    url = models.URLField(max_length=1000)
+    post = models.JSONField(help_text="The post's fields (author, permalink, text, time...) and the photo's.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
+    attempts = models.PositiveIntegerField(default=1)
+    reason = models.CharField(max_length=40, help_text="The last failure's short code (timeout, http_status...).")
+    message = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField()
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = PendingMediaQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["next_attempt_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["album", "source", "media_key"], name="pendingmedia_unique"),
+        ]
+        indexes = [
+            # fetch_album: an album's retries that are due; the owner's list of waiting ones.
+            models.Index(fields=["album", "state", "next_attempt_at"], name="pendingmedia_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.media_key} of #{self.album.hashtag} ({self.get_state_display()})"
+
+
+class SourcePause(models.Model):
+    """A source that must not be asked anything before `until`: X's app-wide rate limit or its
+    usage cap. Every album waits (one message, not one failure per album); /healthz says so."""
+
+    class Kind(models.TextChoices):
+        RATE_LIMIT = "rate_limit", "Rate limit"
+        USAGE_CAP = "usage_cap", "Usage cap"
+
+    source = models.CharField(max_length=20, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    until = models.DateTimeField()
+    message = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.source} paused until {self.until:%Y-%m-%d %H:%M} UTC ({self.get_kind_display()})"

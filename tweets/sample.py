@@ -8,8 +8,7 @@ shows a full album. Two demo hashtags are recorded in `sample_data/pages/`
 Photo URLs are `sample://<variant>`. A variant is one of the bundled photos in
 `sample_data/photos/` plus a recipe (operations, scale, format) stored in
 `sample_data/recipes.json`; `download()` renders it with Pillow, byte for byte
-the same every time. No HTTP request is ever made, so every Page reports
-`requests=0`.
+the same every time. No HTTP request is ever made, so `requests_made` stays 0.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -165,10 +164,11 @@ class SampleSource:
     Pages hold at most `page_size` posts, newest first. `since_id` is exclusive;
     `next_token` (opaque, e.g. "sample-page-2") continues to older posts and
     carries the `since_id` it was issued under. An unknown hashtag gives an
-    empty page. Every page says `requests=0`: nothing goes over the network.
+    empty page. `requests_made` stays 0: nothing goes over the network.
     """
 
     name = "sample"
+    requests_made = 0
 
     def __init__(self, *, data_dir: Path = DATA_DIR, page_size: int = PAGE_SIZE) -> None:
         self.data_dir = data_dir
@@ -185,7 +185,7 @@ class SampleSource:
             tag = ""
         recording = _recording(self.data_dir / "pages", tag)
         if recording is None:
-            return replace(parse_search_response({"meta": {"result_count": 0}}), requests=0)
+            return parse_search_response({"meta": {"result_count": 0}})
 
         posts = [p for p in recording.posts if since is None or int(p["id"]) > int(since)]
         start = (page_number - 1) * self.page_size
@@ -205,7 +205,7 @@ class SampleSource:
             },
             "meta": meta,
         }
-        return replace(parse_search_response(payload), requests=0)
+        return parse_search_response(payload)
 
     def download(self, photo: Photo) -> bytes:
         """The variant's bytes, rendered from its recipe. Raises MediaError for an unknown variant."""

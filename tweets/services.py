@@ -1,24 +1,37 @@
 """fetch_tweets' workflow: from a source's pages to stored pictures, for one album at a time.
 
-`fetch_album` polls newer posts (since_id), then walks older pages (next_token)
-while the album's history is incomplete, within a page budget. Each album's
-work is claimed in the database first, so overlapping runs (cron, a manual run,
-Celery) never fetch the same album at once; the unique constraints make even an
-unclaimed overlap harmless. One album's failure backs it off and never stops
-the others, except a refused token (AuthFailed), which stops the run.
+`fetch_album` first finishes an unfinished walk (older pages of an earlier run,
+within the `since_id` it started under), then reads what is newer than the newest
+post it has read, within a page budget: no post is read twice (X bills every post
+read; docs/fetching.md has the figures). Each album's work is claimed in the
+database first, so overlapping runs (cron, a manual run, Celery) never fetch the
+same album at once; the unique constraints make even an unclaimed overlap harmless.
+One album's failure backs it off and never stops the others, except a refused token
+(AuthFailed), which stops the run, and X's rate limit or usage cap, which pauses every
+album (SourcePause) until it ends.
+
+Photos whose download fails for a reason that may pass are kept as PendingMedia and
+tried again by later runs; an album's photos download concurrently, and a media host
+that keeps failing is skipped for the rest of the run (RunState).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from albums.models import Album
@@ -26,10 +39,21 @@ from albums.services import announce_pending_milestones, update_milestones
 from collages.services import BuildSummary, build_stale_collages
 from pictures.models import Picture
 from pictures.moderation import Policy
-from pictures.services import ingest_photo, load_signature_index
+from pictures.services import ingest_photo, load_signature_index, pictures_changed
 from pictures.storage import StorageUnavailable
-from tweets.models import FetchRun
-from tweets.sources import AuthFailed, MediaError, Page, Post, RateLimited, Source, SourceError, StaleCursor
+from tweets.models import FetchRun, PendingMedia, SourcePause
+from tweets.sources import (
+    AuthFailed,
+    MediaError,
+    Page,
+    Photo,
+    Post,
+    RateLimited,
+    Source,
+    SourceError,
+    StaleCursor,
+    UsageCapped,
+)
 
 logger = logging.getLogger("everhash.fetch")
 
@@ -45,9 +69,9 @@ class AlbumReport:
     """The outcome of one album's fetch, for the command's output and --json."""
 
     hashtag: str
-    status: str = "ok"  # ok, failed, rate_limited, skipped, dry_run
-    requests: int = 0
-    posts_seen: int = 0
+    status: str = "ok"  # ok, failed, rate_limited, paused, skipped, dry_run
+    requests: int = 0  # every HTTP request to the source, failed ones and retries included
+    posts_seen: int = 0  # every post the source returned (what X bills)
     added: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -55,6 +79,8 @@ class AlbumReport:
     milestones_sent: int = 0
     error: str = ""
     new_photos: int = 0  # --dry-run: photos not stored yet
+    pending: int = 0  # photos whose download failed for now: later runs try again
+    retried: int = 0  # photos stored on another try
     rejections: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -111,34 +137,252 @@ def policy_status(*, album: Album, post: Post, policy: Policy) -> str | None:
     return Picture.Status.VISIBLE
 
 
-class _AlbumFetch:
-    """The state of one album's fetch: counts, the signature index, known media keys."""
+class HostBreaker:
+    """Media hosts that failed `limit` times in a row are skipped for the rest of the run.
 
-    def __init__(self, *, album: Album, source: Source, report: AlbumReport, dry_run: bool, progress) -> None:
+    Shared by the download threads (and by every album of a run): one slow or broken host must not
+    cost a deadline per photo. Skipped photos are kept as PendingMedia, not lost.
+    """
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        self._failures: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def is_open(self, host: str) -> bool:
+        with self._lock:
+            return self._failures[host] >= self.limit
+
+    def record(self, host: str, *, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._failures[host] = 0
+            elif self._failures[host] < self.limit:
+                self._failures[host] += 1
+                if self._failures[host] == self.limit:
+                    logger.warning("media host %s failed %d times in a row: skipped for this run", host, self.limit)
+
+
+class RunState:
+    """What the albums of one run share: its time budget and the media hosts it gave up on.
+
+    The budget ends a run before the next cron run is due: no album is started and no page or
+    photo is asked for once it is spent (photos not downloaded wait as PendingMedia).
+    """
+
+    def __init__(self, *, budget_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if budget_seconds is None:
+            budget_seconds = settings.EVERHASH_FETCH_RUN_BUDGET_SECONDS
+        self.budget_seconds = budget_seconds
+        self._clock = clock
+        self._ends_at = clock() + budget_seconds
+        self.hosts = HostBreaker(limit=settings.EVERHASH_MEDIA_HOST_FAILURES)
+
+    def out_of_time(self) -> bool:
+        return self._clock() >= self._ends_at
+
+
+# --- Source pauses: X's app-wide rate limit and usage cap ------------------------
+
+
+def active_pause(*, source: str, now: datetime | None = None) -> SourcePause | None:
+    """The pause in force for `source`, if any: no request may be made before it ends."""
+    return SourcePause.objects.filter(source=source, until__gt=now or timezone.now()).first()
+
+
+def pause_source(*, source: str, error: RateLimited) -> SourcePause:
+    """Stop every album asking `source` until `error.reset_at` (a circuit breaker kept across runs)."""
+    kind = SourcePause.Kind.USAGE_CAP if isinstance(error, UsageCapped) else SourcePause.Kind.RATE_LIMIT
+    pause, _ = SourcePause.objects.update_or_create(
+        source=source, defaults={"kind": kind, "until": error.reset_at, "message": str(error)[:2000]}
+    )
+    logger.warning("%s paused until %s: %s", source, error.reset_at.isoformat(), error)
+    return pause
+
+
+def resume_source(*, source: str) -> bool:
+    """Lift a pause by hand (after buying X credits, for instance). True when there was one."""
+    deleted, _ = SourcePause.objects.filter(source=source).delete()
+    return bool(deleted)
+
+
+# --- Posts read and their cost ------------------------------------------------------
+
+
+def posts_read(*, now: datetime | None = None, source: str = "x") -> list[dict]:
+    """Posts read (what X bills) and requests made per album, today and this month (UTC), with
+    the estimated cost at EVERHASH_X_COST_PER_POST. Albums that read nothing this month are left out."""
+    now = (now or timezone.now()).astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    today = Q(started__gte=day)
+    rows = (
+        FetchRun.objects.filter(source=source, started__gte=month)
+        .values("album__hashtag")
+        .annotate(
+            posts_month=Sum("posts_seen"),
+            posts_today=Sum("posts_seen", filter=today, default=0),
+            requests_month=Sum("requests_made"),
+            requests_today=Sum("requests_made", filter=today, default=0),
+        )
+        .order_by("-posts_month", "album__hashtag")
+    )
+    price: Decimal = settings.EVERHASH_X_COST_PER_POST
+    return [
+        {
+            "album": row["album__hashtag"],
+            "posts_today": row["posts_today"],
+            "posts_month": row["posts_month"],
+            "requests_today": row["requests_today"],
+            "requests_month": row["requests_month"],
+            "cost_today": str(price * row["posts_today"]),
+            "cost_month": str(price * row["posts_month"]),
+        }
+        for row in rows
+    ]
+
+
+# --- Photos retried by later runs -------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back-off between tries of a pending photo: 5 minutes, doubling, at most 6 hours."""
+    return min(timedelta(minutes=5) * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+
+
+def _post_json(post: Post, photo: Photo) -> dict:
+    return {
+        "id": post.id,
+        "permalink": post.permalink,
+        "author_handle": post.author_handle,
+        "author_name": post.author_name,
+        "text": post.text,
+        "like_count": post.like_count,
+        "posted_at": post.posted_at.isoformat(),
+        "sensitive": post.sensitive,
+        "photo": {
+            "media_key": photo.media_key,
+            "url": photo.url,
+            "width": photo.width,
+            "height": photo.height,
+            "alt_text": photo.alt_text,
+        },
+    }
+
+
+def _post_from_json(data: dict) -> tuple[Post, Photo]:
+    photo = Photo(**data["photo"])
+    post = Post(
+        id=data["id"],
+        permalink=data["permalink"],
+        author_handle=data["author_handle"],
+        author_name=data["author_name"],
+        text=data["text"],
+        like_count=data["like_count"],
+        posted_at=datetime.fromisoformat(data["posted_at"]),
+        sensitive=data["sensitive"],
+        photos=(photo,),
+    )
+    return post, photo
+
+
+# --- One album's fetch ---------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    post: Post
+    photo: Photo
+    status: str
+    pending: PendingMedia | None = None  # a retry of an earlier failure
+
+
+class _AlbumFetch:
+    """The state of one album's fetch: counts, cursor progress, the signature index, known media keys."""
+
+    def __init__(
+        self, *, album: Album, source: Source, report: AlbumReport, dry_run: bool, progress, run: RunState
+    ) -> None:
         self.album = album
         self.source = source
         self.report = report
         self.dry_run = dry_run
         self.progress = progress
+        self.run = run
+        self.cursor: dict = {}  # cursor fields moved forward page by page; kept even when the run fails
         self.index = None if dry_run else load_signature_index(album=album)
         self.known = set(Picture.objects.filter(album=album, source=source.name).values_list("media_key", flat=True))
+        # Photos waiting for another try are retried from PendingMedia, not downloaded again from a page.
+        self.known |= set(
+            PendingMedia.objects.waiting().filter(album=album, source=source.name).values_list("media_key", flat=True)
+        )
         # Block lists, read once per album per run; photos a moderator deleted count as known.
         self.policy = Policy.for_album(album, source=source.name)
         self.known |= self.policy.deleted_media
 
+    # -- talking to the source --------------------------------------------------------
+
     def search(self, **cursor) -> Page:
-        page = self.source.search(hashtag=self.album.hashtag, **cursor)
-        self.report.requests += page.requests
-        return page
+        before = self.source.requests_made
+        try:
+            return self.source.search(hashtag=self.album.search_term, **cursor)
+        finally:
+            # Every request counts, the failed ones and the retries too.
+            self.report.requests += self.source.requests_made - before
+
+    def walk(self, *, since_id: str | None, next_token: str | None, budget: int, top: bool) -> tuple[int, bool]:
+        """Read pages from a cursor, older and older, within `since_id`, until the end or the budget.
+
+        `top`: the walk starts at the newest post, so its first page gives the next `since_id`.
+        The cursor moves after each page is processed: a later failure keeps the progress made, and
+        an unfinished walk is continued by the next run under the same `since_id`.
+        Returns (pages read, whether the walk reached its end).
+        """
+        pages = 0
+        while pages < budget and not self.run.out_of_time():
+            page = self.search(since_id=since_id, next_token=next_token)
+            pages += 1
+            self.process(page)
+            out_of_requests = self.source_says_stop(page)
+            if top and pages == 1 and page.newest_id:
+                self.cursor["newest_post_id"] = page.newest_id
+            next_token = page.next_token
+            if next_token:
+                self.cursor.update(backfill_token=next_token, backfill_since_id=since_id or "")
+            else:
+                self.cursor.update(backfill_token="", backfill_since_id="")
+                if since_id is None:
+                    self.cursor["backfill_done"] = True
+                return pages, True
+            if out_of_requests:
+                break
+        return pages, False
+
+    def source_says_stop(self, page: Page) -> bool:
+        """X said this was the last request of its window (x-rate-limit-remaining: 0): pause every
+        album until the reset rather than spend a request on a certain 429."""
+        limit = page.rate_limit
+        if limit.remaining != 0 or limit.reset_at is None or self.dry_run:
+            return False
+        message = f"X's rate limit is used up until {limit.reset_at:%H:%M} UTC; no request is made before then."
+        pause_source(source=self.source.name, error=RateLimited(message, reset_at=limit.reset_at))
+        return True
+
+    # -- pages and photos --------------------------------------------------------------
 
     def process(self, page: Page) -> None:
+        self.report.posts_seen += page.posts_read
+        for skipped in page.skipped:
+            self.report.skipped += 1
+            self.record("", skipped.post_id, skipped.reason, skipped.message)
+        jobs = []
         for post in page.posts:
-            self.report.posts_seen += 1
-            self.process_post(post)
-            if self.progress:
-                self.progress(self.report)
+            jobs += self.jobs_for(post)
+        self.store(jobs)
+        if self.progress:
+            self.progress(self.report)
 
-    def process_post(self, post: Post) -> None:
+    def jobs_for(self, post: Post) -> list[_Job]:
         new_photos = [photo for photo in post.photos if photo.media_key not in self.known]
         if not new_photos:
             if not self.dry_run:
@@ -146,69 +390,176 @@ class _AlbumFetch:
                 Picture.objects.filter(album=self.album, source=self.source.name, post_id=post.id).exclude(
                     like_count=post.like_count
                 ).update(like_count=post.like_count)
-            return
+            return []
         if self.dry_run:
             self.report.new_photos += len(new_photos)
-            return
+            return []
         status = policy_status(album=self.album, post=post, policy=self.policy)
         if status is None:
             self.report.skipped += 1
+            return []
+        self.known.update(photo.media_key for photo in new_photos)
+        return [_Job(post=post, photo=photo, status=status) for photo in new_photos]
+
+    def retry_pending(self) -> None:
+        """Try again the album's photos whose earlier downloads failed for a reason that may pass."""
+        now = timezone.now()
+        due = list(PendingMedia.objects.due(now).filter(album=self.album, source=self.source.name)[:200])
+        jobs = []
+        for pending in due:
+            post, photo = _post_from_json(pending.post)
+            status = policy_status(album=self.album, post=post, policy=self.policy)
+            if status is None or photo.media_key in self.policy.deleted_media:
+                self.finish_pending(pending, PendingMedia.State.GAVE_UP, "policy", "skipped by the album's policy")
+                continue
+            jobs.append(_Job(post=post, photo=photo, status=status, pending=pending))
+        self.store(jobs)
+
+    def store(self, jobs: list[_Job]) -> None:
+        """Download the photos a few at a time, then store them one by one in post order (the database
+        writes stay in this thread; newest first, so `credit_earliest` settles duplicates)."""
+        if not jobs:
             return
-        for photo in new_photos:
-            try:
-                data = self.source.download(photo)
-            except MediaError as exc:
-                self.reject(photo.media_key, post, exc.reason, str(exc))
-                continue
-            try:
-                outcome = ingest_photo(
-                    album=self.album,
-                    source=self.source.name,
-                    post=post,
-                    photo=photo,
-                    data=data,
-                    index=self.index,
-                    status=status,
-                )
-            except (DatabaseError, StorageUnavailable):
-                raise  # the database or the storage is down: the album fails and retries later
-            except Exception as exc:
-                # A bug met by one odd picture must not block the album's other pictures forever.
-                logger.exception("#%s: could not store %s", self.album.hashtag, photo.media_key)
-                self.reject(photo.media_key, post, "internal", f"Internal error: {type(exc).__name__}: {exc}")
-                continue
-            self.known.add(photo.media_key)
-            if outcome.kind == "added":
-                self.report.added += 1
-            elif outcome.kind == "duplicate":
-                self.report.duplicates += 1
-            else:
-                self.reject(photo.media_key, post, outcome.reason, outcome.message)
+        workers = max(1, settings.EVERHASH_FETCH_DOWNLOAD_CONCURRENCY)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            for start in range(0, len(jobs), workers * 2):  # at most 2 batches of bytes held in memory
+                chunk = jobs[start : start + workers * 2]
+                futures = [pool.submit(self.download, job.photo) for job in chunk]
+                for job, future in zip(chunk, futures, strict=True):
+                    try:
+                        data = future.result()
+                    except MediaError as exc:
+                        self.failed(job, exc)
+                        continue
+                    self.ingest(job, data)
 
-    def reject(self, media_key: str, post: Post, reason: str, message: str) -> None:
-        self.report.rejected += 1
-        self.report.rejections.append(
-            {"media_key": media_key, "post": post.permalink, "reason": reason, "message": message}
+    def download(self, photo: Photo) -> bytes:
+        """One photo's bytes (runs in a download thread: no database here)."""
+        host = urlsplit(photo.url).hostname or ""
+        if self.run.out_of_time():
+            raise MediaError("the run's time budget was spent first", reason="run_budget", temporary=True)
+        if self.run.hosts.is_open(host):
+            raise MediaError(f"{host} kept failing in this run: skipped", reason="host_skipped", temporary=True)
+        try:
+            data = self.source.download(photo)
+        except MediaError as exc:
+            if exc.temporary:
+                self.run.hosts.record(host, ok=False)
+            raise
+        self.run.hosts.record(host, ok=True)
+        return data
+
+    def ingest(self, job: _Job, data: bytes) -> None:
+        post, photo = job.post, job.photo
+        try:
+            outcome = ingest_photo(
+                album=self.album,
+                source=self.source.name,
+                post=post,
+                photo=photo,
+                data=data,
+                index=self.index,
+                status=job.status,
+            )
+        except (DatabaseError, StorageUnavailable):
+            raise  # the database or the storage is down: the album fails and retries later
+        except Exception as exc:
+            # A bug met by one odd picture must not block the album's other pictures forever.
+            logger.exception("#%s: could not store %s", self.album.hashtag, photo.media_key)
+            self.reject(job, "internal", f"Internal error: {type(exc).__name__}: {exc}")
+            return
+        if outcome.kind == "rejected":
+            self.reject(job, outcome.reason, outcome.message)
+            return
+        if outcome.kind == "added":
+            self.report.added += 1
+        else:
+            self.report.duplicates += 1
+            if outcome.duplicate_of is not None:
+                credit_earliest(picture_id=outcome.duplicate_of, source=self.source.name, post=post, photo=photo)
+        if job.pending is not None:
+            self.report.retried += outcome.kind == "added"
+            self.finish_pending(job.pending, PendingMedia.State.STORED, outcome.kind, outcome.message)
+
+    def failed(self, job: _Job, exc: MediaError) -> None:
+        """A download failed: a temporary failure waits for another try (until it ages out), a
+        permanent one is final."""
+        if not exc.temporary:
+            self.reject(job, exc.reason, str(exc))
+            return
+        now = timezone.now()
+        pending = job.pending
+        if pending is None:
+            pending, created = PendingMedia.objects.get_or_create(
+                album=self.album,
+                source=self.source.name,
+                media_key=job.photo.media_key,
+                defaults={
+                    "post_id": job.post.id,
+                    "url": job.photo.url,
+                    "post": _post_json(job.post, job.photo),
+                    "reason": exc.reason,
+                    "message": str(exc)[:2000],
+                    "next_attempt_at": now + retry_delay(1),
+                },
+            )
+            if created:
+                self.report.pending += 1
+                self.record(job.photo.media_key, job.post.permalink, exc.reason, f"will try again: {exc}")
+                return
+        if now - pending.created >= timedelta(hours=settings.EVERHASH_MEDIA_RETRY_HOURS):
+            message = f"gave up after {pending.attempts + 1} tries over {settings.EVERHASH_MEDIA_RETRY_HOURS} h: {exc}"
+            self.reject(job, exc.reason, message)
+            self.finish_pending(pending, PendingMedia.State.GAVE_UP, exc.reason, message)
+            return
+        self.report.pending += 1
+        PendingMedia.objects.filter(pk=pending.pk).update(
+            attempts=F("attempts") + 1,
+            reason=exc.reason,
+            message=str(exc)[:2000],
+            next_attempt_at=now + retry_delay(pending.attempts + 1),
         )
-        logger.info("#%s: rejected %s from %s: %s", self.album.hashtag, media_key, post.permalink, message)
 
-    def walk(self, *, since_id: str | None, next_token: str | None, budget: int) -> tuple[str | None, str | None, int]:
-        """Fetch pages from a cursor until the end or the budget.
+    def finish_pending(self, pending: PendingMedia, state: str, reason: str, message: str) -> None:
+        PendingMedia.objects.filter(pk=pending.pk).update(
+            state=state, reason=reason[:40], message=message[:2000], finished=timezone.now()
+        )
 
-        Returns (newest id seen on the first page, the token to continue older, pages used).
-        """
-        newest = None
-        pages = 0
-        while pages < budget:
-            page = self.search(since_id=since_id, next_token=next_token)
-            pages += 1
-            if newest is None:
-                newest = page.newest_id
-            self.process(page)
-            next_token = page.next_token
-            if not next_token:
-                break
-        return newest, next_token, pages
+    def reject(self, job: _Job, reason: str, message: str) -> None:
+        self.report.rejected += 1
+        self.record(job.photo.media_key, job.post.permalink, reason, message)
+        key, permalink = job.photo.media_key, job.post.permalink
+        logger.info("#%s: rejected %s from %s: %s", self.album.hashtag, key, permalink, message)
+
+    def record(self, media_key: str, post: str, reason: str, message: str) -> None:
+        self.report.rejections.append({"media_key": media_key, "post": post, "reason": reason, "message": message})
+
+
+def credit_earliest(*, picture_id: int, source: str, post: Post, photo: Photo) -> bool:
+    """Credit a stored picture to `post` when `post` is an earlier posting of the same photo.
+
+    Walks go newest first, so a copy is usually stored before its original arrives (in the same
+    page or a later run): the first post, its author, permalink and time, is who gets the credit.
+    A conditional update, so overlapping runs agree. True when the credit moved.
+    """
+    try:
+        moved = Picture.objects.filter(pk=picture_id, source=source, posted_at__gt=post.posted_at).update(
+            post_id=post.id,
+            media_key=photo.media_key,
+            permalink=post.permalink,
+            author_handle=post.author_handle[:100],
+            author_name=post.author_name[:200],
+            text=post.text,
+            posted_at=post.posted_at,
+            like_count=max(post.like_count, 0),
+            alt_text=photo.alt_text,
+        )
+    except IntegrityError:
+        return False  # that media key is stored already (an overlapping run)
+    if moved:
+        picture = Picture.objects.only("album_id").get(pk=picture_id)
+        pictures_changed(album_ids=[picture.album_id])
+    return bool(moved)
 
 
 def fetch_album(
@@ -219,33 +570,48 @@ def fetch_album(
     backfill: bool = False,
     dry_run: bool = False,
     progress: Callable[[AlbumReport], None] | None = None,
+    run: RunState | None = None,
 ) -> AlbumReport:
     """Fetch one album's new posts and store their photos. Never raises SourceError (AuthFailed aside)."""
     now = timezone.now()
+    run = run or RunState()
     report = AlbumReport(hashtag=album.hashtag)
+    pause = active_pause(source=source.name, now=now)
+    if pause is not None:
+        report.status = "paused"
+        report.error = pause.message
+        return report
     if album.rate_limited_until and album.rate_limited_until > now:
         report.status = "rate_limited"
         report.error = f"Rate limited by the source until {album.rate_limited_until:%H:%M} UTC."
         return report
     if dry_run:
-        return _dry_run(album=album, source=source, max_pages=max_pages, report=report, progress=progress)
+        return _dry_run(album=album, source=source, max_pages=max_pages, report=report, progress=progress, run=run)
     if not claim_album(album=album, now=now):
         report.status = "skipped"
         report.error = "Another run is fetching this album."
         return report
 
-    run = FetchRun.objects.create(album=album, started=now, backfill=backfill)
-    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=False, progress=progress)
+    fetch_run = FetchRun.objects.create(album=album, source=source.name, started=now, backfill=backfill)
+    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=False, progress=progress, run=run)
     state: dict = {}
     try:
-        _fetch_pages(fetch=fetch, album=album, max_pages=max_pages, backfill=backfill, state=state)
+        fetch.retry_pending()
+        _fetch_pages(fetch=fetch, album=album, max_pages=max_pages, backfill=backfill)
     except AuthFailed as exc:
         report.status = "failed"
         report.error = str(exc)
         # Not the album's fault: no back-off, it is due again as soon as the token is fixed.
-        _finish(run=run, album=album, report=report, state={"next_fetch_at": now}, error=str(exc))
+        _finish(run=fetch_run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=str(exc))
         raise
+    except UsageCapped as exc:
+        # Every album is paused, not this one: it stays due and is fetched once the pause ends.
+        pause_source(source=source.name, error=exc)
+        report.status = "paused"
+        report.error = str(exc)
+        state.update(next_fetch_at=now)
     except RateLimited as exc:
+        pause_source(source=source.name, error=exc)
         report.status = "rate_limited"
         report.error = str(exc)
         state.update(rate_limited_until=exc.reset_at, next_fetch_at=max(exc.reset_at, now + interval()))
@@ -277,7 +643,8 @@ def fetch_album(
             last_error="",
             rate_limited_until=None,
         )
-    _finish(run=run, album=album, report=report, state=state, error=report.error)
+    # The cursor keeps every page processed, whatever happened after: no failed run moves it back.
+    _finish(run=fetch_run, album=album, report=report, state={**fetch.cursor, **state}, error=report.error)
     album.refresh_from_db()
     if report.added:
         report.milestones_sent = update_milestones(album=album)
@@ -309,37 +676,41 @@ def finish_round(*, collages_built_elsewhere: Iterable[int] = ()) -> BuildSummar
     return build_stale_collages(albums=stale.order_by("pk"))
 
 
-def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: bool, state: dict) -> None:
+def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: bool) -> None:
+    """An album's walks for this run, within `max_pages`.
+
+    1. An unfinished walk (more pages than an earlier run's budget) is finished first, under the
+       `since_id` it started with: the posts it still has to read are older than the newest read,
+       and no post already read comes back.
+    2. Then what is newer than the newest post read (`since_id`), or the whole search window on
+       the first run. Only X's stale-`since_id` answer resets that cursor.
+    """
     budget = max_pages
-    newest_cursor = album.newest_post_id or None
-    older_token = album.backfill_token or None
-    history_done = album.backfill_done and not backfill
     if backfill:
-        older_token = None  # walk the whole search window again from the top
-
-    if newest_cursor and not backfill:
+        # Walk the whole search window again from the top (like counts for "popular").
+        fetch.walk(since_id=None, next_token=None, budget=budget, top=True)
+        return
+    if album.backfill_token:
+        since = album.backfill_since_id or None
         try:
-            newest, continuation, used = fetch.walk(since_id=newest_cursor, next_token=None, budget=budget)
+            used, finished = fetch.walk(since_id=since, next_token=album.backfill_token, budget=budget, top=False)
         except StaleCursor:
-            logger.info("#%s: since_id %s is older than the search window; starting over", album.hashtag, newest_cursor)
-            newest_cursor, older_token = None, None
-            state["newest_post_id"] = ""
-        else:
-            budget -= used
-            if newest:
-                state["newest_post_id"] = newest
-            if continuation:
-                # More new posts than the page budget: finish them through the older walk.
-                state.update(backfill_token=continuation, backfill_done=False)
-                older_token, history_done = continuation, False
-
-    if not newest_cursor or backfill or not history_done:
-        if budget <= 0:
+            logger.info("#%s: the unfinished walk's since_id %s is too old; dropping it", album.hashtag, since)
+            fetch.cursor.update(backfill_token="", backfill_since_id="")
+            used, finished = 1, True
+        budget -= used
+        if not finished or budget <= 0:
             return
-        newest, continuation, _ = fetch.walk(since_id=None, next_token=older_token, budget=budget)
-        if newest and not older_token and not state.get("newest_post_id"):
-            state["newest_post_id"] = newest
-        state.update(backfill_token=continuation or "", backfill_done=continuation is None)
+    newest = album.newest_post_id or None
+    try:
+        fetch.walk(since_id=newest, next_token=None, budget=budget, top=True)
+    except StaleCursor:
+        logger.info("#%s: since_id %s is older than the search window; starting from the newest", album.hashtag, newest)
+        if budget > 1:
+            # Everything X still has is newer than the stale cursor: none of it was read. Should this
+            # walk fail, the stale cursor stays (a failed run never clears a cursor).
+            fetch.walk(since_id=None, next_token=None, budget=budget - 1, top=True)
+        fetch.cursor.setdefault("newest_post_id", "")
 
 
 def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, error: str) -> None:
@@ -360,14 +731,17 @@ def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, er
     Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=now, **state)
 
 
-def _dry_run(*, album: Album, source: Source, max_pages: int, report: AlbumReport, progress) -> AlbumReport:
+def _dry_run(
+    *, album: Album, source: Source, max_pages: int, report: AlbumReport, progress, run: RunState
+) -> AlbumReport:
     report.status = "dry_run"
-    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=True, progress=progress)
+    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=True, progress=progress, run=run)
     try:
-        if album.newest_post_id:
-            fetch.walk(since_id=album.newest_post_id, next_token=None, budget=max_pages)
+        if album.backfill_token:
+            since = album.backfill_since_id or None
+            fetch.walk(since_id=since, next_token=album.backfill_token, budget=max_pages, top=False)
         else:
-            fetch.walk(since_id=None, next_token=album.backfill_token or None, budget=max_pages)
+            fetch.walk(since_id=album.newest_post_id or None, next_token=None, budget=max_pages, top=True)
     except SourceError as exc:
         report.error = str(exc)
     return report

@@ -46,18 +46,30 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A post the source returned but that cannot be stored, with the reason (recorded, never fatal)."""
+
+    post_id: str
+    reason: str  # a short code, e.g. "author_missing"
+    message: str
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of results, newest first.
 
     `newest_id` is the newest post id on the page (the next `since_id` when
     polling); `next_token` continues to older posts (None when there are no more).
+    `posts_read` counts every post the source returned (X bills each one), including
+    those dropped here (no photo, a retweet) and those in `skipped`.
     """
 
     posts: list[Post]
     newest_id: str | None = None
     next_token: str | None = None
     rate_limit: RateLimit = field(default_factory=RateLimit)
-    requests: int = 1
+    posts_read: int = 0
+    skipped: tuple[Skipped, ...] = ()
 
 
 class SourceError(Exception):
@@ -65,13 +77,21 @@ class SourceError(Exception):
 
 
 class RateLimited(SourceError):
+    """The source said stop until `reset_at`. It limits the whole app, not one album: the run
+    stops asking it (a circuit breaker) and so do later runs until then."""
+
     def __init__(self, message: str, *, reset_at: datetime) -> None:
         super().__init__(message)
         self.reset_at = reset_at
 
 
+class UsageCapped(RateLimited):
+    """The account's usage cap is spent (X's `UsageCapExceeded`): no request can succeed before
+    `reset_at`, the earliest time the cap's period can end."""
+
+
 class AuthFailed(SourceError):
-    """The credentials were refused: no album can be fetched, the run stops."""
+    """The credentials were refused, or the plan cannot search: no album can be fetched, the run stops."""
 
 
 class StaleCursor(SourceError):
@@ -79,15 +99,21 @@ class StaleCursor(SourceError):
 
 
 class MediaError(SourceError):
-    """One photo could not be downloaded: skip it, keep the rest. `reason` is a short code."""
+    """One photo could not be downloaded: skip it, keep the rest. `reason` is a short code.
 
-    def __init__(self, message: str, *, reason: str = "download") -> None:
+    `temporary` failures (a timeout, a dropped connection, a 5xx or 429) are tried again by
+    later runs; the others (404, 410, content that is not a usable image) are final.
+    """
+
+    def __init__(self, message: str, *, reason: str = "download", temporary: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        self.temporary = temporary
 
 
 class Source(Protocol):
     name: str  # a pictures.models.Source value
+    requests_made: int  # every HTTP request so far, failed ones and retries included
 
     def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:
         """A page of posts with photos for `hashtag`.

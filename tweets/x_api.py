@@ -13,24 +13,43 @@ also refuses anything but https).
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import html
+import json
 import logging
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from twython import Twython, TwythonAuthError, TwythonError, TwythonRateLimitError
 
-from albums.hashtags import normalize_hashtag
+from albums.hashtags import hashtag_as_written
 from everhash.lib.safehttp import DownloadError, combined_ca_bundle, download_image
-from tweets.sources import AuthFailed, MediaError, Page, Photo, Post, RateLimit, RateLimited, SourceError, StaleCursor
+from tweets.sources import (
+    AuthFailed,
+    MediaError,
+    Page,
+    Photo,
+    Post,
+    RateLimit,
+    RateLimited,
+    Skipped,
+    SourceError,
+    StaleCursor,
+    UsageCapped,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +117,39 @@ def _list(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
+def _newest_id(meta: dict, items: list[dict]) -> str | None:
+    """`meta.newest_id`, or the largest post id on the page when X left it out (ids grow with time)."""
+    newest = meta.get("newest_id")
+    if newest:
+        return str(newest)
+    ids = [int(item["id"]) for item in items if str(item.get("id", "")).isdigit()]
+    return str(max(ids)) if ids else None
+
+
+def _missing_resources(payload: dict) -> dict[str, str]:
+    """X's partial `errors` on a 200 answer (an author or a media item it could not return),
+    as {resource id: X's own detail}."""
+    missing = {}
+    for error in _list(payload.get("errors")):
+        error = _dict(error)
+        resource = error.get("resource_id") or error.get("value")
+        if resource is not None:
+            missing[str(resource)] = str(error.get("detail") or error.get("title") or "not returned by X")
+    return missing
+
+
 def parse_search_response(payload: object, *, rate_limit: RateLimit | None = None) -> Page:
     """A Page from a v2 search payload: photos only, joined with their media and authors.
 
-    A page whose posts come without any `includes` raises SourceError (the
-    cursor must not move past posts we could not read).
+    A page whose posts come without any `includes`, and no partial `errors` saying why, raises
+    SourceError (the cursor must not move past posts we could not read).
 
     Posts without photos, videos and GIF previews are dropped; retweets are
     dropped (the query excludes them; this guards against a retweet slipping
-    through and being credited to the retweeter). Posts whose author or media
-    are missing from `includes`, or whose date cannot be read, are skipped
-    rather than failing the page: one odd post must not block an album forever.
+    through and being credited to the retweeter). A post whose author is missing from
+    `includes.users` (X explains it in a partial `errors` entry: a suspended or protected
+    account), or whose date cannot be read, is skipped with its reason in `Page.skipped`:
+    one odd post must not block an album forever. `posts_read` counts every post returned.
     """
     if not isinstance(payload, dict):
         raise SourceError("The API sent something that is not a JSON object.")
@@ -116,47 +157,35 @@ def parse_search_response(payload: object, *, rate_limit: RateLimit | None = Non
     includes = _dict(payload.get("includes"))
     media_by_key = {m.get("media_key"): m for m in _list(includes.get("media")) if isinstance(m, dict)}
     users_by_id = {str(u.get("id")): u for u in _list(includes.get("users")) if isinstance(u, dict)}
-    with_media = [
-        item
-        for item in _list(payload.get("data"))
-        if isinstance(item, dict) and _list(_dict(item.get("attachments")).get("media_keys"))
-    ]
-    if with_media and not (media_by_key and users_by_id):
+    missing = _missing_resources(payload)
+    items = [item for item in _list(payload.get("data")) if isinstance(item, dict)]
+    with_media = [item for item in items if _list(_dict(item.get("attachments")).get("media_keys"))]
+    if with_media and not (media_by_key and users_by_id) and not missing:
         # Without `includes` every post would be skipped and the cursor would move
         # past them for good: fail the page instead, so a later run fetches it again.
         raise SourceError("X sent posts without their media and authors (no 'includes'); retrying on the next run.")
 
     posts: list[Post] = []
-    for item in _list(payload.get("data")):
-        if not isinstance(item, dict) or not item.get("id"):
-            continue
-        if any(_dict(ref).get("type") == "retweeted" for ref in _list(item.get("referenced_tweets"))):
-            continue
-        author = users_by_id.get(str(item.get("author_id")))
-        if not author or not author.get("username"):
-            continue
-        photos = []
-        seen_keys = set()
-        for key in _list(_dict(item.get("attachments")).get("media_keys")):
-            media = media_by_key.get(key)
-            if key in seen_keys or not media or media.get("type") != "photo" or not media.get("url"):
-                continue
-            seen_keys.add(key)
-            photos.append(
-                Photo(
-                    media_key=str(key),
-                    url=_original_url(str(media["url"])),
-                    width=_int(media.get("width")),
-                    height=_int(media.get("height")),
-                    alt_text=str(media.get("alt_text") or ""),
-                )
-            )
-        if not photos:
+    skipped: list[Skipped] = []
+    for item in items:
+        if not item.get("id"):
             continue
         post_id = str(item["id"])
+        if any(_dict(ref).get("type") == "retweeted" for ref in _list(item.get("referenced_tweets"))):
+            continue
+        photos = _photos(item, media_by_key)
+        if not photos:
+            continue
+        author_id = str(item.get("author_id"))
+        author = users_by_id.get(author_id)
+        if not author or not author.get("username"):
+            why = missing.get(author_id, f"X did not send author {author_id} with the post")
+            skipped.append(Skipped(post_id=post_id, reason="author_missing", message=why))
+            continue
         posted_at = _parse_time(item.get("created_at"))
         if posted_at is None:
-            logger.warning("Skipping post %s: unreadable created_at %r", post_id, item.get("created_at"))
+            message = f"unreadable created_at {item.get('created_at')!r}"
+            skipped.append(Skipped(post_id=post_id, reason="bad_date", message=message))
             continue
         handle = str(author["username"])
         posts.append(
@@ -173,14 +202,35 @@ def parse_search_response(payload: object, *, rate_limit: RateLimit | None = Non
                 photos=tuple(photos),
             )
         )
-    newest = meta.get("newest_id")
     next_token = meta.get("next_token")
     return Page(
         posts=posts,
-        newest_id=str(newest) if newest else None,
+        newest_id=_newest_id(meta, items),
         next_token=str(next_token) if next_token else None,
         rate_limit=rate_limit or RateLimit(),
+        posts_read=len(items),
+        skipped=tuple(skipped),
     )
+
+
+def _photos(item: dict, media_by_key: dict) -> list[Photo]:
+    photos = []
+    seen_keys = set()
+    for key in _list(_dict(item.get("attachments")).get("media_keys")):
+        media = media_by_key.get(key)
+        if key in seen_keys or not media or media.get("type") != "photo" or not media.get("url"):
+            continue
+        seen_keys.add(key)
+        photos.append(
+            Photo(
+                media_key=str(key),
+                url=_original_url(str(media["url"])),
+                width=_int(media.get("width")),
+                height=_int(media.get("height")),
+                alt_text=str(media.get("alt_text") or ""),
+            )
+        )
+    return photos
 
 
 # --- The X source ------------------------------------------------------------
@@ -204,8 +254,152 @@ def _epoch(value: object) -> datetime | None:
         return None
 
 
+def usage_period_end(period: str, now: datetime) -> datetime:
+    """The earliest time a usage cap of this `period` ("Daily", "Monthly") can end: the next UTC
+    day or month. X does not say when an account's billing cycle starts; an operator who buys
+    more credits before then resumes fetching with `fetch_tweets --resume`."""
+    now = now.astimezone(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period.strip().lower() == "daily":
+        return midnight + timedelta(days=1)
+    first = midnight.replace(day=1)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """X's explanation of a failed request (its "problem" JSON: title, detail, type, reason, errors)."""
+
+    status: int
+    title: str = ""
+    detail: str = ""
+    type: str = ""
+    reason: str = ""
+    period: str = ""
+    registration_url: str = ""
+    errors: tuple[dict, ...] = ()
+
+    @classmethod
+    def from_body(cls, status: int, text: str) -> Problem:
+        try:
+            body = json.loads(text or "")
+        except ValueError:
+            body = None
+        body = _dict(body)
+        errors = tuple(_dict(error) for error in _list(body.get("errors")))
+        return cls(
+            status=status,
+            title=_text(body.get("title")),
+            detail=_text(body.get("detail")),
+            type=_text(body.get("type")),
+            reason=_text(body.get("reason")),
+            period=_text(body.get("period")),
+            registration_url=_text(body.get("registration_url")),
+            errors=errors,
+        )
+
+    def words(self) -> str:
+        """X's own words, e.g. "403 Client Forbidden: When authenticating ... (client-not-enrolled)"."""
+        parts = [str(self.status), self.title]
+        text = " ".join(part for part in parts if part)
+        messages = [_text(error.get("message") or error.get("detail")) for error in self.errors]
+        detail = "; ".join(m for m in [self.detail, *messages] if m)
+        if detail and detail != self.title:
+            text += f": {detail}"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+    @property
+    def usage_capped(self) -> bool:
+        return self.title == "UsageCapExceeded" or self.type.endswith("/usage-capped")
+
+    @property
+    def stale_since_id(self) -> bool:
+        """X's answer to a `since_id` older than its search window, and nothing else: an error on
+        the `since_id` parameter saying the id must be newer than a date."""
+        for error in self.errors:
+            message = _text(error.get("message")).lower()
+            if "since_id" in _dict(error.get("parameters")) and "created after" in message:
+                return True
+        return False
+
+
+def _text(value: object) -> str:
+    return value.strip()[:1000] if isinstance(value, str) else ""
+
+
+class _Deadline:
+    """A total time limit on one X request, enforced by cutting its socket when time runs out.
+
+    requests' `timeout` bounds each read, not their sum: a response trickling one byte every two
+    seconds never times out. The X adapter's connections register their socket here (through a
+    thread-local) as they send a request; a timer shuts it down, which wakes up the blocked read.
+    """
+
+    _local = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _Deadline._local.current = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _Deadline._local.current = None
+        with self._lock:
+            self._sock = None
+
+    @classmethod
+    def watch(cls, sock: socket.socket | None) -> None:
+        deadline = getattr(cls._local, "current", None)
+        if deadline is None or sock is None:
+            return
+        with deadline._lock:
+            deadline._sock = sock
+            if deadline.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP stream only, not the TLS state
+
+
+class _WatchedConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _Deadline.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose https connections obey `_Deadline` (mounted on twython's session)."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": _WatchedPool}
+
+
 class XSource:
-    """X API v2 recent search through twython, with retries and plain-English errors."""
+    """X API v2 recent search through twython, with retries, a total deadline and X's own words."""
 
     name = "x"  # pictures.models.Source.X
 
@@ -216,6 +410,7 @@ class XSource:
         bearer_token: str,
         ca_bundle: str | None = None,
         timeout: float = 20,
+        deadline: float = 60,
         max_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 1.0,
@@ -230,9 +425,11 @@ class XSource:
             raise AuthFailed("No X bearer token is configured: set EVERHASH_X_BEARER_TOKEN.")
         self.base_url = base_url
         self.timeout = timeout
+        self.deadline = deadline
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.requests_made = 0
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
         self._client = Twython(
@@ -243,6 +440,7 @@ class XSource:
                 "headers": {"User-Agent": "everhash"},
             },
         )
+        self._client.client.mount("https://", _DeadlineAdapter())
 
     @classmethod
     def from_settings(cls) -> XSource:
@@ -251,6 +449,7 @@ class XSource:
             bearer_token=settings.EVERHASH_X_BEARER_TOKEN,
             # EVERHASH_CA_BUNDLE adds authorities; requests' verify= would replace certifi's.
             ca_bundle=combined_ca_bundle(settings.EVERHASH_CA_BUNDLE) if settings.EVERHASH_CA_BUNDLE else None,
+            deadline=settings.EVERHASH_X_DEADLINE_SECONDS,
         )
 
     def __repr__(self) -> str:
@@ -259,8 +458,9 @@ class XSource:
     # -- search ----------------------------------------------------------------
 
     def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:
+        """A page of posts. `hashtag` is searched as written (`#Straße`, not its case-folded key)."""
         try:
-            tag = normalize_hashtag(hashtag)
+            tag = hashtag_as_written(hashtag)
         except ValidationError:
             raise SourceError(f"{hashtag!r} is not a hashtag X can search for.") from None
         params = {"query": QUERY.format(hashtag=tag), **SEARCH_FIELDS}
@@ -273,22 +473,29 @@ class XSource:
         attempts = 0
         while True:
             attempts += 1
+            self.requests_made += 1
+            self._client._last_call = None  # a transport failure leaves no answer behind
             try:
-                payload = self._client.request(url, params=params)
+                with _Deadline(self.deadline) as deadline:
+                    try:
+                        payload = self._client.request(url, params=params)
+                    finally:
+                        expired = deadline.expired
+                if expired:
+                    raise TwythonError("the total deadline ran out")
                 break
             except TwythonError as exc:
-                error, retryable = self._translate(exc, since_id=since_id)
+                error, retryable = self._translate(exc, expired=expired)
                 if not retryable or attempts > self.max_retries:
-                    logger.warning("X search for #%s failed after %d request(s): %s", tag, attempts, exc)
+                    logger.warning("X search for #%s failed after %d request(s): %s", tag, attempts, error)
                     raise error from exc
                 delay = self._backoff(attempts - 1)
-                logger.info("X search for #%s failed (%s); retrying in %.1fs", tag, exc, delay)
+                logger.info("X search for #%s failed (%s); retrying in %.1fs", tag, error, delay)
                 self._sleep(delay)
 
         if isinstance(payload, str | bytes):
             raise SourceError("X sent a response that is not valid JSON.")
-        page = parse_search_response(payload, rate_limit=self._rate_limit())
-        return dataclasses.replace(page, requests=attempts)
+        return parse_search_response(payload, rate_limit=self._rate_limit())
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
@@ -302,26 +509,42 @@ class XSource:
             reset_at=_epoch(header("x-rate-limit-reset")),
         )
 
-    def _translate(self, exc: TwythonError, *, since_id: str | None) -> tuple[SourceError, bool]:
+    def _problem(self, code: int) -> Problem:
+        last = self._client._last_call or {}
+        return Problem.from_body(code, str(last.get("content") or ""))
+
+    def _translate(self, exc: TwythonError, *, expired: bool = False) -> tuple[SourceError, bool]:
         """The SourceError to raise for a twython failure, and whether another attempt is worth it.
 
         Only 5xx answers, timeouts and dropped connections are retried; a 429
         never is (the reset time is handed to the caller), nor is any other 4xx.
+        Messages carry X's own title and detail.
         """
+        if expired:
+            return SourceError(f"X did not finish answering within {self.deadline:g} seconds; will try again."), True
         code = exc.error_code
-        if isinstance(exc, TwythonRateLimitError) or code == 429:
-            # twython's retry_after is the raw x-rate-limit-reset header: epoch seconds, as a string.
-            return self._rate_limited(getattr(exc, "retry_after", None)), False
-        if isinstance(exc, TwythonAuthError) or code in (401, 403):
-            return AuthFailed(f"X refused the bearer token ({code}): check EVERHASH_X_BEARER_TOKEN."), False
-        if code == 400 and since_id:
-            message = f"X no longer searches back to post {since_id} (its window is 7 days): starting from the newest."
-            return StaleCursor(message), False
-        if code is not None and code >= 500:
-            return SourceError(f"X is having trouble (it answered {code}); the search will be tried again later."), True
         if code is not None:
-            logger.warning("X rejected the search: %s", exc)
-            return SourceError(f"X rejected the search request ({code})."), False
+            problem = self._problem(code)
+            if isinstance(exc, TwythonRateLimitError) or code == 429:
+                if problem.usage_capped:
+                    return self._usage_capped(problem), False
+                # twython's retry_after is the raw x-rate-limit-reset header: epoch seconds, as a string.
+                return self._rate_limited(getattr(exc, "retry_after", None)), False
+            if code == 401 or isinstance(exc, TwythonAuthError):
+                message = f"X refused the bearer token ({problem.words()}): check EVERHASH_X_BEARER_TOKEN."
+                return AuthFailed(message), False
+            if code == 403:
+                message = f"X refused the search ({problem.words()})."
+                if problem.reason == "client-not-enrolled":
+                    message += " The token is valid, but its app's plan or project cannot use recent search"
+                    message += f": see {problem.registration_url}." if problem.registration_url else "."
+                return AuthFailed(message), False
+            if code == 400 and problem.stale_since_id:
+                return StaleCursor(f"X no longer searches that far back ({problem.words()})."), False
+            if code >= 500:
+                return SourceError(f"X is having trouble ({problem.words()}); will try again."), True
+            logger.warning("X rejected the search: %s", problem.words())
+            return SourceError(f"X rejected the search ({problem.words()})."), False
         # No status code: twython either wrapped a requests exception (a transport failure) or
         # could not decode the body. Both are raised inside an `except`, so the original is the context.
         cause = exc.__context__
@@ -347,6 +570,14 @@ class XSource:
             reset_at=reset_at,
         )
 
+    def _usage_capped(self, problem: Problem) -> UsageCapped:
+        reset_at = usage_period_end(problem.period or "Monthly", timezone.now())
+        return UsageCapped(
+            f"X's usage cap is spent ({problem.words()}): all X fetching is paused until "
+            f"{reset_at:%Y-%m-%d %H:%M} UTC, or until `manage.py fetch_tweets --resume` after buying credits.",
+            reset_at=reset_at,
+        )
+
     # -- download --------------------------------------------------------------
 
     def download(self, photo: Photo) -> bytes:
@@ -354,4 +585,15 @@ class XSource:
         try:
             return download_image(photo.url)
         except DownloadError as exc:
-            raise MediaError(str(exc), reason=exc.reason) from exc
+            raise MediaError(str(exc), reason=exc.reason, temporary=is_temporary(exc)) from exc
+
+
+# Download failures worth another try later: the host or the network, not the content.
+TEMPORARY_REASONS = {"timeout", "connection", "dns", "tls"}
+TEMPORARY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+def is_temporary(exc: DownloadError) -> bool:
+    if exc.reason in TEMPORARY_REASONS:
+        return True
+    return exc.reason == "http_status" and any(f"HTTP {code}" in str(exc) for code in TEMPORARY_STATUSES)

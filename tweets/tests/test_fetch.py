@@ -117,7 +117,7 @@ def test_the_same_photo_lands_in_two_albums(x_settings, fake_x, media_server, al
         ("body", b"<html><body>not an image</body></html>", {}, "format"),
         ("body", photo_bytes("rocket.jpg")[:3000], {}, "truncated"),
         ("body", b"BM" + b"\0" * 60, {}, "format"),
-        ("status", b"", {"code": 500}, "http_status"),
+        ("status", b"", {"code": 404}, "http_status"),
         ("redirect", b"", {"to": "https://127.0.0.2:1/x.jpg"}, "private_address"),
         ("huge_length", b"", {}, "too_large"),
     ],
@@ -173,7 +173,7 @@ def test_a_429_stores_the_reset_time_and_no_request_is_made_before_it(x_settings
     assert abs(album.rate_limited_until.timestamp() - reset) < 2
     assert album.next_fetch_at >= album.rate_limited_until
     requests = len(fake_x.search_requests())
-    assert "rate_limited" in fetch_tweets("--album", "sunset")
+    assert "rate limit is used up" in fetch_tweets("--album", "sunset")
     assert len(fake_x.search_requests()) == requests
 
 

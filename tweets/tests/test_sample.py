@@ -111,7 +111,8 @@ def test_paging_with_next_token_walks_every_post_exactly_once_newest_first(page_
     assert len(pages) == -(-len(raw) // page_size)
     assert len(ids) == len(set(ids)) == len(raw) - 3  # the video, the GIF and the retweet are dropped
     assert [int(i) for i in ids] == sorted((int(i) for i in ids), reverse=True)
-    assert all(page.requests == 0 for page in pages)
+    assert source.requests_made == 0
+    assert sum(page.posts_read for page in pages) == len(raw)  # every post returned counts
     assert pages[0].newest_id == max(raw, key=lambda p: int(p["id"]))["id"]
 
 

@@ -92,7 +92,7 @@ def test_the_first_page_has_the_newest_posts_with_photos_authors_and_permalinks(
     assert (first.photos[0].width, first.photos[0].height) == (1600, 900)
     assert page.newest_id == newer
     assert page.next_token is None
-    assert page.requests == 1
+    assert source.requests_made == 1
 
 
 def test_the_query_and_fields_are_sent_exactly(fake_x, source):
@@ -102,7 +102,7 @@ def test_the_query_and_fields_are_sent_exactly(fake_x, source):
 
     (request,) = fake_x.search_requests()
     assert request.params == {
-        "query": "#sunset has:images -is:retweet",
+        "query": "#Sunset has:images -is:retweet",  # as written: X's search ignores case itself
         "max_results": "100",
         "expansions": "attachments.media_keys,author_id",
         "media.fields": "url,type,width,height,alt_text,preview_image_url",
@@ -271,7 +271,7 @@ def test_a_500_is_retried_after_a_jittered_backoff_and_then_succeeds(fake_x, mak
     page = source.search(hashtag="sunset")
 
     assert len(page.posts) == 1
-    assert page.requests == 2
+    assert source.requests_made == 2
     assert len(fake_x.search_requests()) == 2
     assert sleep.delays == [seeded(42).uniform(0, 1.0)]
     assert 0 <= sleep.delays[0] <= 1.0
@@ -281,10 +281,10 @@ def test_backoff_doubles_each_time_up_to_the_cap(fake_x, make_source, sleep):
     fake_x.fail_next("503", times=4)
     source = make_source(max_retries=4, rng=UpperBound(), backoff_base=1.0, backoff_cap=5.0)
 
-    page = source.search(hashtag="sunset")
+    source.search(hashtag="sunset")
 
     assert sleep.delays == [1.0, 2.0, 4.0, 5.0]
-    assert page.requests == 5
+    assert source.requests_made == 5
 
 
 def test_a_503_that_lasts_gives_up_after_max_retries(fake_x, source, sleep):
@@ -294,7 +294,7 @@ def test_a_503_that_lasts_gives_up_after_max_retries(fake_x, source, sleep):
         source.search(hashtag="sunset")
 
     assert type(caught.value) is SourceError
-    assert str(caught.value) == "X is having trouble (it answered 503); the search will be tried again later."
+    assert str(caught.value) == "X is having trouble (503 Service Unavailable); will try again."
     assert len(fake_x.search_requests()) == 4  # one try and three retries
     assert len(sleep.delays) == 3
     assert all(0 <= delay <= limit for delay, limit in zip(sleep.delays, [1, 2, 4], strict=True))
@@ -327,7 +327,7 @@ def test_a_timeout_then_an_answer_gives_the_page(fake_x, make_source, sleep):
     page = source.search(hashtag="sunset")
 
     assert len(page.posts) == 1
-    assert page.requests == 2
+    assert source.requests_made == 2
 
 
 def test_a_dropped_connection_is_retried(fake_x, source, sleep):
@@ -337,7 +337,7 @@ def test_a_dropped_connection_is_retried(fake_x, source, sleep):
     page = source.search(hashtag="sunset")
 
     assert len(page.posts) == 1
-    assert page.requests == 2
+    assert source.requests_made == 2
     assert len(fake_x.search_requests()) == 2
 
 
@@ -356,7 +356,10 @@ def test_another_400_is_an_error_without_retry(fake_x, source, sleep):
         source.search(hashtag="sunset", next_token="not-a-token-x-gave")
 
     assert type(caught.value) is SourceError
-    assert str(caught.value) == "X rejected the search request (400)."
+    assert str(caught.value) == (
+        "X rejected the search (400 Invalid Request: One or more parameters to your request was invalid.; "
+        "The `next_token` query parameter value [not-a-token-x-gave] is not valid.)."
+    )
     assert len(fake_x.search_requests()) == 1
     assert sleep.delays == []
 
@@ -367,7 +370,7 @@ def test_a_refused_token_raises_auth_failed_with_a_clear_message(fake_x, make_so
     with pytest.raises(AuthFailed) as caught:
         source.search(hashtag="sunset")
 
-    assert str(caught.value) == "X refused the bearer token (401): check EVERHASH_X_BEARER_TOKEN."
+    assert str(caught.value) == "X refused the bearer token (401 Unauthorized): check EVERHASH_X_BEARER_TOKEN."
     assert fake_x.search_requests()[0].headers["authorization"] == "Bearer expired-token"
     assert len(fake_x.search_requests()) == 1
     assert sleep.delays == []
@@ -376,7 +379,7 @@ def test_a_refused_token_raises_auth_failed_with_a_clear_message(fake_x, make_so
 def test_a_403_raises_auth_failed(fake_x, source):
     fake_x.fail_next("403")
 
-    with pytest.raises(AuthFailed, match=r"\(403\): check EVERHASH_X_BEARER_TOKEN"):
+    with pytest.raises(AuthFailed, match=r"X refused the search \(403 Forbidden\)"):
         source.search(hashtag="sunset")
 
 
@@ -492,3 +495,29 @@ def test_from_settings_reads_the_url_token_and_ca_bundle(settings, fake_x, tls_c
     assert source.name == "x"
     assert len(source.search(hashtag="sunset").posts) == 1
     assert DEFAULT_BEARER not in repr(source)
+
+
+def test_an_answer_trickling_in_is_cut_at_the_total_deadline(fake_x, make_source, sleep):
+    import time
+
+    # 27 bytes at one per 0.3 s: every read is quick (the 5 s timeout never fires), the whole is 8 s.
+    fake_x.fail_next("drip", interval=0.3)
+    source = make_source(deadline=1, max_retries=0)
+
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="did not finish answering within 1 seconds"):
+        source.search(hashtag="sunset")
+
+    assert time.monotonic() - started < 3
+    assert source.requests_made == 1
+
+
+def test_a_cut_request_is_retried_and_the_next_answer_is_read(fake_x, make_source, sleep):
+    fake_x.add_post(photos=one_photo("3_1"))
+    fake_x.fail_next("drip", interval=0.3)
+    source = make_source(deadline=1)
+
+    page = source.search(hashtag="sunset")
+
+    assert [post.photos[0].media_key for post in page.posts] == ["3_1"]
+    assert source.requests_made == 2 and len(sleep.delays) == 1

@@ -14,7 +14,16 @@ from django.utils import timezone
 from albums.models import Album
 from albums.services import albums_for_tags
 from tweets.registry import get_source
-from tweets.services import DEFAULT_MAX_PAGES, AlbumReport, fetch_album, finish_round
+from tweets.services import (
+    DEFAULT_MAX_PAGES,
+    AlbumReport,
+    RunState,
+    active_pause,
+    fetch_album,
+    finish_round,
+    posts_read,
+    resume_source,
+)
 from tweets.sources import AuthFailed
 
 
@@ -44,6 +53,11 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Show what would be fetched; store nothing.")
         parser.add_argument("--json", action="store_true", help="Print the run summary as JSON.")
         parser.add_argument("--loop", action="store_true", help="Run again every minute until stopped (SIGTERM).")
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="Lift a pause of the source (X's usage cap after buying credits, a rate limit) first.",
+        )
         parser.add_argument(
             "--no-lock",
             action="store_true",
@@ -91,13 +105,27 @@ class Command(BaseCommand):
     def _run(self, options) -> None:
         started = timezone.now()
         source = get_source()
+        if options["resume"] and resume_source(source=source.name) and options["verbosity"] > 0:
+            self.stdout.write(f"The pause of {source.name} is lifted.")
         albums = self._albums(options["album"])
         verbosity = options["verbosity"]
         tty = self.stdout.isatty() and not options["json"] and verbosity > 0
         reports: list[AlbumReport] = []
         failure = None
-        for album in albums:
+        stopped = ""  # why albums were left for the next run: one message, not one per album
+        waiting = 0
+        run = RunState()
+        for index, album in enumerate(albums):
             if self.stopping:
+                break
+            if active_pause(source=source.name) is not None:
+                waiting = len(albums) - index
+                break
+            if run.out_of_time():
+                stopped = (
+                    f"The run's time budget ({run.budget_seconds:g} s, EVERHASH_FETCH_RUN_BUDGET_SECONDS) is "
+                    f"spent: {len(albums) - index} album(s) wait for the next run."
+                )
                 break
             progress = self._progress_printer(album) if tty else None
             try:
@@ -108,6 +136,7 @@ class Command(BaseCommand):
                     backfill=options["backfill"],
                     dry_run=options["dry_run"],
                     progress=progress,
+                    run=run,
                 )
             except AuthFailed as exc:
                 failure = str(exc)
@@ -118,6 +147,12 @@ class Command(BaseCommand):
                 self.stdout.write("\r\033[K", ending="")
             if not options["json"] and verbosity > 0:
                 self.stdout.write(self._summary_line(report))
+        pause = active_pause(source=source.name)
+        if pause is not None:
+            # X's rate limit or usage cap: every album waits, said once.
+            stopped = pause.message + (f" {waiting} album(s) wait." if waiting else "")
+        if stopped and not options["json"] and verbosity > 0:
+            self.stdout.write(self.style.WARNING(stopped))
         if not options["dry_run"] and failure is None:
             # Milestone emails that failed on an earlier run, and the covers of albums that gained
             # pictures (or were moderated) since their last build.
@@ -131,6 +166,10 @@ class Command(BaseCommand):
                 "source": source.name,
                 "albums": [report.as_dict() for report in reports],
                 "error": failure or "",
+                "stopped": stopped,
+                # What X bills: posts read per album today and this month, with the estimated cost.
+                "cost_per_post": str(settings.EVERHASH_X_COST_PER_POST),
+                "posts_read": posts_read(),
             }
             self.stdout.write(json.dumps(summary, indent=2))
         elif not albums and verbosity > 0:
@@ -157,8 +196,12 @@ class Command(BaseCommand):
             f"{report.rejected} rejected, {report.skipped} skipped, {report.posts_seen} posts, "
             f"{report.requests} requests"
         )
+        if report.pending:
+            line += f", {report.pending} photos wait for another try"
+        if report.retried:
+            line += f", {report.retried} stored on another try"
         if report.milestones_sent:
             line += f", {report.milestones_sent} milestone emails"
-        if report.error:
+        if report.error and report.status != "paused":  # a pause is explained once, after the albums
             line += f": {report.error}"
         return self.style.ERROR(line) if report.status == "failed" else line
