@@ -113,16 +113,8 @@ def ingest_photo(
             picture = Picture.objects.create(
                 album=album,
                 source=source,
-                post_id=post.id,
-                media_key=photo.media_key,
-                permalink=post.permalink,
-                author_handle=post.author_handle[:100],
-                author_name=post.author_name[:200],
-                text=post.text,
-                like_count=max(post.like_count, 0),
-                posted_at=post.posted_at,
+                **credit(post=post, photo=photo),
                 added_at=timezone.now(),
-                alt_text=photo.alt_text,
                 sensitive=post.sensitive,
                 width=verified.width,
                 height=verified.height,
@@ -139,6 +131,21 @@ def ingest_photo(
     index.add(picture.pk, signature)
     pictures_changed(album_ids=[album.pk])  # pages, feeds and the API show it at once
     return Outcome("added", picture=picture)
+
+
+def credit(*, post: Post, photo: Photo) -> dict:
+    """The fields that credit a picture to the post it came from (author, permalink, time, text)."""
+    return {
+        "post_id": post.id,
+        "media_key": photo.media_key,
+        "permalink": post.permalink,
+        "author_handle": post.author_handle[:100],
+        "author_name": post.author_name[:200],
+        "text": post.text,
+        "like_count": max(post.like_count, 0),
+        "posted_at": post.posted_at,
+        "alt_text": photo.alt_text,
+    }
 
 
 def picture_keys(picture: Picture) -> list[str]:

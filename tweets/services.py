@@ -35,11 +35,11 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from albums.models import Album
-from albums.services import announce_pending_milestones, update_milestones
+from albums.services import announce_pending_milestones, pictures_changed, update_milestones
 from collages.services import BuildSummary, build_stale_collages
 from pictures.models import Picture
 from pictures.moderation import Policy
-from pictures.services import ingest_photo, load_signature_index, pictures_changed
+from pictures.services import credit, ingest_photo, load_signature_index
 from pictures.storage import StorageUnavailable
 from tweets.models import FetchRun, PendingMedia, SourcePause
 from tweets.sources import (
@@ -543,17 +543,8 @@ def credit_earliest(*, picture_id: int, source: str, post: Post, photo: Photo) -
     A conditional update, so overlapping runs agree. True when the credit moved.
     """
     try:
-        moved = Picture.objects.filter(pk=picture_id, source=source, posted_at__gt=post.posted_at).update(
-            post_id=post.id,
-            media_key=photo.media_key,
-            permalink=post.permalink,
-            author_handle=post.author_handle[:100],
-            author_name=post.author_name[:200],
-            text=post.text,
-            posted_at=post.posted_at,
-            like_count=max(post.like_count, 0),
-            alt_text=photo.alt_text,
-        )
+        earlier = Picture.objects.filter(pk=picture_id, source=source, posted_at__gt=post.posted_at)
+        moved = earlier.update(**credit(post=post, photo=photo))
     except IntegrityError:
         return False  # that media key is stored already (an overlapping run)
     if moved:

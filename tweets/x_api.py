@@ -395,7 +395,16 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": _WatchedPool}
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[no-untyped-def]
+        # Through an operator's HTTPS_PROXY too (a CONNECT tunnel is still an https pool).
+        return _watch_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+
+def _watch_pools(manager: urllib3.PoolManager) -> urllib3.PoolManager:
+    manager.pool_classes_by_scheme = {**manager.pool_classes_by_scheme, "https": _WatchedPool}
+    return manager
 
 
 class XSource:

@@ -26,6 +26,7 @@ def test_a_new_site_without_albums_is_healthy(client, db):
         "ok": True,
         "max_age_seconds": 3600,
         "failing_albums": 0,
+        "paused_sources": [],
         "last_success": None,
         "note": "no active album",
         "ms": report["checks"]["fetch"]["ms"],
