@@ -52,13 +52,15 @@ def test_sign_up_activate_sign_in_add_an_album_and_see_it_on_the_dashboard(clien
     response = client.post("/accounts/login/", {"username": "NEW.person@example.com", "password": PASSWORD})
     assert response["Location"] == "/accounts/albums/"
     response = client.post("/album/add/", {"hashtag": "#MyParty2026"})
-    assert response["Location"] == "/album/add/myparty2026/"
-    confirm = client.get("/album/add/myparty2026/").content.decode()
+    # The hashtag as written travels along: X is searched for #MyParty2026 (docs/fetching.md).
+    assert response["Location"] == "/album/add/myparty2026/?as=%23MyParty2026"
+    confirm = client.get(response["Location"]).content.decode()
     assert "Create the album #myparty2026" in confirm
-    response = client.post("/album/add/myparty2026/")
+    response = client.post(response["Location"])
     assert response["Location"] == "/accounts/albums/"
     album = Album.objects.get(hashtag="myparty2026")
     assert album.owner == user and album.next_fetch_at is None  # due for the next fetch_tweets run
+    assert album.search_hashtag == "MyParty2026"
     dashboard = client.get("/accounts/albums/").content.decode()
     assert "#myparty2026" in dashboard
     assert "not fetched yet" in dashboard
