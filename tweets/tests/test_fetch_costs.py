@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import re
 import time
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.db.models import Sum
 
 from albums.models import Album
-from conftest import make_album
+from everhash.testing.builders import make_album
+from everhash.testing.fixtures import fetch_tweets
 from tweets.models import FetchRun, SourcePause
 
 PAGE = 100  # max_results
@@ -40,10 +39,6 @@ TABLE = {
 }
 
 
-def fetch(*args: str) -> None:
-    call_command("fetch_tweets", *args, stdout=StringIO())
-
-
 def text_posts(fake_x, count: int, tag: str = "sunset") -> None:
     for _ in range(count):
         fake_x.add_post(tag=tag)
@@ -54,7 +49,7 @@ def fetched(x_settings, fake_x, owner):
     """An album fetched once: 30 posts read, its cursor saved; the counters start from zero."""
     album = make_album(owner=owner, hashtag="sunset")
     text_posts(fake_x, 30)
-    fetch()
+    fetch_tweets()
     FetchRun.objects.all().delete()
     fake_x.requests.clear()
     return album
@@ -68,7 +63,7 @@ class Meter:
 
     def run(self, *args: str) -> None:
         Album.objects.update(next_fetch_at=None)
-        fetch(*args)
+        fetch_tweets(*args)
         requests, posts = len(self.fake_x.search_requests()), self.fake_x.posts_returned()
         self.runs.append((requests - self._seen[0], posts - self._seen[1]))
         self._seen = (requests, posts)

@@ -10,24 +10,18 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
 from albums.services import create_album
-from conftest import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.builders import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.fixtures import fetch_tweets
 from pictures.models import Picture
 from tweets.models import FetchRun, PendingMedia, SourcePause
-
-
-def fetch(*args: str) -> str:
-    out = StringIO()
-    call_command("fetch_tweets", *args, stdout=out)
-    return out.getvalue()
 
 
 def due_again() -> None:
@@ -61,7 +55,7 @@ def test_a_photo_whose_host_answers_503_is_stored_by_a_later_run(x_settings, fak
     media_server.add_behaviour("/media/flaky", "status", code=503)
     photo_post(fake_x, media_server, "flaky")
 
-    output = fetch()
+    output = fetch_tweets()
 
     assert "1 added" in output and "1 photos wait for another try" in output
     pending = PendingMedia.objects.get()
@@ -71,7 +65,7 @@ def test_a_photo_whose_host_answers_503_is_stored_by_a_later_run(x_settings, fak
     media_server.add("/media/flaky", photo_bytes("coffee.png"))
     due_again()
     searches = len(fake_x.search_requests())
-    output = fetch("--album", "sunset")
+    output = fetch_tweets("--album", "sunset")
 
     assert "1 stored on another try" in output
     assert Picture.objects.count() == 2
@@ -84,11 +78,11 @@ def test_a_photo_whose_host_answers_503_is_stored_by_a_later_run(x_settings, fak
 def test_a_photo_still_failing_after_a_day_is_given_up_with_its_reason(x_settings, fake_x, media_server, sunset):
     media_server.add_behaviour("/media/down", "status", code=503)
     photo_post(fake_x, media_server, "down")
-    fetch()
+    fetch_tweets()
     PendingMedia.objects.update(created=timezone.now() - timedelta(hours=25))
     due_again()
 
-    fetch("--album", "sunset")
+    fetch_tweets("--album", "sunset")
 
     pending = PendingMedia.objects.get()
     assert pending.state == "gave_up"
@@ -100,7 +94,7 @@ def test_a_permanent_failure_is_final(x_settings, fake_x, media_server, sunset):
     media_server.add_behaviour("/media/gone", "status", code=410)
     photo_post(fake_x, media_server, "gone")
 
-    assert "1 rejected" in fetch()
+    assert "1 rejected" in fetch_tweets()
     assert not PendingMedia.objects.exists()
 
 
@@ -109,7 +103,7 @@ def test_owners_and_staff_see_the_photos_waiting_for_a_retry(
 ):
     media_server.add_behaviour("/media/flaky", "status", code=503)
     photo_post(fake_x, media_server, "flaky")
-    fetch()
+    fetch_tweets()
 
     client.force_login(owner)
     assert "1 photo could not be downloaded yet" in client.get("/accounts/albums/").content.decode()
@@ -131,7 +125,7 @@ def test_a_run_ends_within_its_budget_and_leaves_the_rest_for_the_next_run(
     make_album(owner=owner, hashtag="later")
     fake_x.fail_next("timeout", delay=1.5)  # the first album's answer arrives after the budget
 
-    output = fetch()
+    output = fetch_tweets()
 
     assert "#slow: ok" in output
     assert "time budget (1 s, EVERHASH_FETCH_RUN_BUDGET_SECONDS) is spent: 1 album(s) wait" in output
@@ -147,17 +141,17 @@ def test_a_run_ends_within_its_budget_and_leaves_the_rest_for_the_next_run(
 
 def test_an_overflowing_poll_is_continued_without_reading_a_post_twice(x_settings, fake_x, sunset):
     text_posts(fake_x, 30)
-    fetch()
+    fetch_tweets()
     assert fake_x.posts_returned() == 30
     text_posts(fake_x, 120)
 
-    fetch("--album", "sunset", "--max-pages", "1")
+    fetch_tweets("--album", "sunset", "--max-pages", "1")
     assert fake_x.posts_returned() == 30 + 100
     text_posts(fake_x, 20)
     due_again()
-    fetch("--album", "sunset", "--max-pages", "1")  # the remaining 20 of the 120
+    fetch_tweets("--album", "sunset", "--max-pages", "1")  # the remaining 20 of the 120
     due_again()
-    fetch("--album", "sunset", "--max-pages", "1")  # the 20 newer ones
+    fetch_tweets("--album", "sunset", "--max-pages", "1")  # the 20 newer ones
 
     assert fake_x.posts_returned() == 30 + 120 + 20
     assert [run.posts_seen for run in FetchRun.objects.order_by("started")] == [30, 100, 20, 20]
@@ -170,13 +164,13 @@ def test_an_overflowing_poll_is_continued_without_reading_a_post_twice(x_setting
 
 def test_another_400_fails_the_album_with_xs_words_and_keeps_the_cursor(x_settings, fake_x, sunset):
     text_posts(fake_x, 3)
-    fetch()
+    fetch_tweets()
     sunset.refresh_from_db()
     cursor = sunset.newest_post_id
     fake_x.fail_next("400_query")
     due_again()
 
-    output = fetch("--album", "sunset")
+    output = fetch_tweets("--album", "sunset")
 
     assert "#sunset: failed" in output and "Ambiguous use of has:images" in output
     sunset.refresh_from_db()
@@ -190,7 +184,7 @@ def test_a_failed_run_never_clears_the_cursor(x_settings, fake_x, sunset):
     fake_x.fail_next("400")  # stale since_id: the cursor may be reset...
     fake_x.fail_next("503", times=4)  # ...but the walk from the newest post fails
 
-    assert "#sunset: failed" in fetch()
+    assert "#sunset: failed" in fetch_tweets()
     sunset.refresh_from_db()
     assert sunset.newest_post_id == "1"
 
@@ -204,7 +198,7 @@ def test_a_post_whose_author_is_missing_is_skipped_with_xs_reason_and_never_fail
     post = photo_post(fake_x, media_server, "a", photo_bytes("chelsea.png"), author=("gone", "Gone"))
     fake_x.hide_author("gone")
 
-    output = fetch()
+    output = fetch_tweets()
 
     assert "#sunset: ok, 0 added, 0 duplicates, 0 rejected, 1 skipped, 1 posts" in output
     (entry,) = FetchRun.objects.get().rejections
@@ -221,7 +215,7 @@ def test_a_plan_that_cannot_search_is_reported_in_xs_words(x_settings, fake_x, s
     fake_x.fail_next("403_not_enrolled")
 
     with pytest.raises(CommandError) as caught:
-        fetch()
+        fetch_tweets()
 
     assert "403 Client Forbidden" in str(caught.value) and "(client-not-enrolled)" in str(caught.value)
     assert "EVERHASH_X_BEARER_TOKEN" not in str(caught.value)
@@ -234,7 +228,7 @@ def test_a_usage_cap_pauses_every_album_until_the_month_ends_and_healthz_says_so
     make_album(owner=owner, hashtag="beach")
     fake_x.fail_next("usage_cap")
 
-    output = fetch()
+    output = fetch_tweets()
 
     assert output.count("UsageCapExceeded: Usage cap exceeded: Monthly product cap") == 1
     assert "1 album(s) wait" in output
@@ -245,14 +239,14 @@ def test_a_usage_cap_pauses_every_album_until_the_month_ends_and_healthz_says_so
     assert len(fake_x.search_requests()) == 1
 
     due_again()
-    output = fetch("--album", "beach")
+    output = fetch_tweets("--album", "beach")
     assert output.count("UsageCapExceeded") == 1
     assert len(fake_x.search_requests()) == 1  # no request until the cap can end
     health = client.get("/healthz").json()["checks"]["fetch"]
     assert health["paused_sources"][0]["kind"] == "usage_cap"
     assert "UsageCapExceeded" in health["paused_sources"][0]["message"]
 
-    fetch("--resume", "--album", "beach")  # credits bought: the operator lifts the pause
+    fetch_tweets("--resume", "--album", "beach")  # credits bought: the operator lifts the pause
     assert len(fake_x.search_requests()) == 2
 
 
@@ -264,7 +258,7 @@ def test_every_request_and_every_post_returned_is_counted_and_priced(
 ):
     settings.EVERHASH_X_COST_PER_POST = __import__("decimal").Decimal("0.005")
     fake_x.fail_next("503", times=4)
-    fetch()
+    fetch_tweets()
     assert FetchRun.objects.get().requests_made == 4
 
     photo_post(fake_x, media_server, "a", photo_bytes("chelsea.png"))
@@ -272,7 +266,7 @@ def test_every_request_and_every_post_returned_is_counted_and_priced(
     original = photo_post(fake_x, media_server, "b", photo_bytes("rocket.jpg"))
     fake_x.add_retweet(original)
     due_again()
-    summary = json.loads(fetch("--json"))
+    summary = json.loads(fetch_tweets("--json"))
 
     assert summary["albums"][0]["posts_seen"] == 4 == fake_x.posts_returned()
     (usage,) = summary["posts_read"]
@@ -290,7 +284,7 @@ def test_after_xs_429_no_other_album_asks_until_the_reset(x_settings, fake_x, ow
     make_album(owner=owner, hashtag="beach")
     fake_x.fail_next("429", reset=int(time.time()) + 600)
 
-    output = fetch()
+    output = fetch_tweets()
 
     assert "#sunset: rate_limited" in output and "1 album(s) wait" in output
     assert len(fake_x.search_requests()) == 1
@@ -300,7 +294,7 @@ def test_remaining_zero_stops_asking_x_before_a_429(x_settings, fake_x, owner, s
     make_album(owner=owner, hashtag="beach")
     fake_x.rate_limit_remaining = 1  # the next answer says x-rate-limit-remaining: 0
 
-    fetch()
+    fetch_tweets()
 
     assert [r.status for r in fake_x.search_requests()] == [200]
     assert SourcePause.objects.get().kind == "rate_limit"
@@ -312,7 +306,7 @@ def test_an_albums_photos_download_concurrently(x_settings, fake_x, media_server
         photo_post(fake_x, media_server, str(i))
 
     started = time.monotonic()
-    output = fetch()
+    output = fetch_tweets()
 
     assert "4 added" in output
     assert time.monotonic() - started < 3.5  # one after the other: more than 4 s of stalls
@@ -326,7 +320,7 @@ def test_a_host_that_keeps_failing_is_skipped_for_the_rest_of_the_run(
         media_server.add_behaviour(f"/media/{i}", "status", code=503)
         photo_post(fake_x, media_server, str(i))
 
-    fetch()
+    fetch_tweets()
 
     assert sum(media_server.hits.values()) == 3  # EVERHASH_MEDIA_HOST_FAILURES
     reasons = sorted(PendingMedia.objects.values_list("reason", flat=True))
@@ -340,10 +334,10 @@ def test_a_page_without_meta_still_moves_the_cursor(x_settings, fake_x, sunset):
     text_posts(fake_x, 3)
     newest = fake_x.add_post()
     fake_x.fail_next("no_meta")
-    fetch()
+    fetch_tweets()
     due_again()
 
-    fetch("--album", "sunset")
+    fetch_tweets("--album", "sunset")
 
     assert fake_x.search_requests()[-1].params["since_id"] == newest
     assert fake_x.posts_returned() == 4
@@ -357,7 +351,7 @@ def test_the_query_searches_the_hashtag_as_written(x_settings, fake_x, media_ser
     album = create_album(owner=owner, hashtag=normalize_hashtag(written), written=f"#{written}")
     photo_post(fake_x, media_server, "a", photo_bytes("chelsea.png"), tag=written)
 
-    fetch()
+    fetch_tweets()
 
     assert fake_x.search_requests()[0].params["query"] == f"#{written} has:images -is:retweet"
     assert album.pictures.count() == 1
@@ -380,7 +374,7 @@ def test_the_earliest_post_of_a_duplicate_is_credited_in_the_same_page(x_setting
     original = photo_post(fake_x, media_server, "original", data, author=("maker", "Maker"))
     photo_post(fake_x, media_server, "copy", data, author=("copycat", "Copy Cat"))
 
-    fetch()
+    fetch_tweets()
 
     picture = Picture.objects.get()
     assert (picture.author_handle, picture.post_id) == ("maker", original)
@@ -393,10 +387,10 @@ def test_the_earliest_post_is_credited_when_it_arrives_after_the_copy(x_settings
     text_posts(fake_x, 100)
     photo_post(fake_x, media_server, "copy", data, author=("copycat", "Copy Cat"))
 
-    fetch("--max-pages", "1")
+    fetch_tweets("--max-pages", "1")
     assert Picture.objects.get().author_handle == "copycat"
     due_again()
-    fetch("--album", "sunset", "--max-pages", "1")
+    fetch_tweets("--album", "sunset", "--max-pages", "1")
 
     picture = Picture.objects.get()
     assert (picture.author_handle, picture.post_id) == ("maker", original)
