@@ -123,7 +123,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def fetch(
     url: str,
     *,
-    allowed_hosts: Iterable[str],
+    allowed_hosts: Iterable[str] | None,
     allow_private: Iterable[str] = (),
     max_bytes: int,
     deadline: float = 30.0,
@@ -134,11 +134,13 @@ def fetch(
 ) -> FetchResult:
     """GET `url` and return its body, or raise DownloadError.
 
+    `allowed_hosts` is the allowlist of host names; None allows any host (the fediverse's media
+    lives on thousands), which leaves the address checks below as the protection.
     `allow_private` lists addresses or networks (e.g. "127.0.0.1") that may be reached although
     denied, over http too and on any port: it exists for loopback test servers. A malformed entry
     raises ValueError, since it is a configuration mistake rather than a bad URL.
     """
-    hosts = {host.lower() for host in allowed_hosts}
+    hosts = None if allowed_hosts is None else {host.lower() for host in allowed_hosts}
     exempt = [ipaddress.ip_network(entry.strip()) for entry in allow_private]
     context = _tls_context(ca_bundle)
     came_from: _Target | None = None
@@ -160,11 +162,13 @@ def fetch(
     raise DownloadError("too_many_redirects", f"more than {max_redirects} redirects")
 
 
-def download_image(url: str) -> bytes:
-    """Download a picture from a configured media host, within the configured size cap."""
+def download_image(url: str, *, any_public_host: bool = False) -> bytes:
+    """Download a picture within the configured size cap, from a configured media host
+    (EVERHASH_MEDIA_HOSTS, X's allowlist) or, with `any_public_host`, from any host whose
+    addresses pass the guard (Mastodon and Bluesky media live on many hosts)."""
     return fetch(
         url,
-        allowed_hosts=settings.EVERHASH_MEDIA_HOSTS,
+        allowed_hosts=None if any_public_host else settings.EVERHASH_MEDIA_HOSTS,
         allow_private=settings.EVERHASH_ALLOW_PRIVATE_ADDRESSES,
         max_bytes=settings.EVERHASH_MAX_IMAGE_BYTES,
         ca_bundle=settings.EVERHASH_CA_BUNDLE or None,
@@ -179,7 +183,7 @@ class _Target(NamedTuple):
     path: str  # with the query string
 
 
-def _check_url(url: str, hosts: set[str], came_from: _Target | None) -> _Target:
+def _check_url(url: str, hosts: set[str] | None, came_from: _Target | None) -> _Target:
     if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
         raise DownloadError("url", "the URL contains spaces, control or non-ASCII characters")
     try:
@@ -193,7 +197,7 @@ def _check_url(url: str, hosts: set[str], came_from: _Target | None) -> _Target:
         raise DownloadError("downgrade", "refused a redirect from https to http")
     if "@" in parts.netloc:
         raise DownloadError("userinfo", "URLs with a user name or password are refused")
-    if not parts.hostname or parts.hostname not in hosts:
+    if not parts.hostname or (hosts is not None and parts.hostname not in hosts):
         raise DownloadError("host_not_allowed", f"{parts.hostname or 'no host'} is not an allowed media host")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Target(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme], path)
@@ -224,6 +228,12 @@ def _resolve(host: str, port: int) -> list[str]:
     except (OSError, UnicodeError) as exc:
         raise DownloadError("dns", f"cannot resolve {host}: {exc}") from exc
     return list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The client TLS context everhash trusts: certifi's authorities plus EVERHASH_CA_BUNDLE's
+    (for clients that take an SSLContext, such as httpx under the Bluesky SDK). Shared: do not modify."""
+    return _tls_context(ca_bundle)
 
 
 @lru_cache(maxsize=4)
