@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from everhash.lib.env import env_bool, env_int, env_int_list, env_list, env_secret, env_str
+from everhash.lib.env import env_bool, env_int, env_int_list, env_list, env_secret, env_secret_pairs, env_str
 from everhash.lib.logs import FORMATTERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -363,6 +363,25 @@ EVERHASH_FETCH_DOWNLOAD_CONCURRENCY = env_int("EVERHASH_FETCH_DOWNLOAD_CONCURREN
 EVERHASH_MEDIA_HOST_FAILURES = env_int("EVERHASH_MEDIA_HOST_FAILURES", 3)
 # Hours a photo whose download failed temporarily (timeout, 503...) is tried again before giving up.
 EVERHASH_MEDIA_RETRY_HOURS = env_int("EVERHASH_MEDIA_RETRY_HOURS", 24)
+
+# Mastodon (tweets/mastodon_api.py): hashtag timelines of these instances, comma-separated base
+# URLs; empty disables Mastodon. Each instance shows only the posts that have reached it.
+EVERHASH_MASTODON_INSTANCES = [
+    url.rstrip("/") for url in env_list("EVERHASH_MASTODON_INSTANCES", ["https://mastodon.social"])
+]
+for _url in EVERHASH_MASTODON_INSTANCES:  # a typo must stop start-up, not silently skip an instance
+    if not _url.startswith("https://") or len(_url) <= len("https://"):
+        raise ImproperlyConfigured(f"EVERHASH_MASTODON_INSTANCES: {_url!r} is not an https:// address.")
+# host=token pairs for instances that show hashtag timelines only to signed-in apps.
+EVERHASH_MASTODON_TOKENS = env_secret_pairs("EVERHASH_MASTODON_TOKENS")
+# Bluesky (tweets/bluesky_api.py): post search needs an account; an app password is enough.
+EVERHASH_BLUESKY_HANDLE = env_str("EVERHASH_BLUESKY_HANDLE").lstrip("@")
+EVERHASH_BLUESKY_APP_PASSWORD = env_secret("EVERHASH_BLUESKY_APP_PASSWORD")
+EVERHASH_BLUESKY_API_URL = env_str("EVERHASH_BLUESKY_API_URL", "https://bsky.social").rstrip("/")
+if not EVERHASH_BLUESKY_API_URL.startswith("https://"):
+    raise ImproperlyConfigured(
+        f"EVERHASH_BLUESKY_API_URL must be an https:// address, not {EVERHASH_BLUESKY_API_URL!r}."
+    )
 
 # Untrusted media downloads (everhash/lib/safehttp.py).
 EVERHASH_MEDIA_HOSTS = env_list("EVERHASH_MEDIA_HOSTS", ["pbs.twimg.com"])

@@ -107,3 +107,25 @@ class SourcePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} paused until {self.until:%Y-%m-%d %H:%M} UTC ({self.get_kind_display()})"
+class BlueskySession(models.Model):
+    """The signed-in Bluesky session, kept between runs: createSession is tightly rate-limited
+    (per account: 30 per 5 minutes, 300 a day), so everhash signs in once and then only refreshes.
+
+    `session` is the atproto SDK's exported session string (access and refresh tokens): a secret,
+    never shown in the admin.
+    """
+
+    api_url = models.CharField(max_length=200)
+    handle = models.CharField(max_length=253)
+    session = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # One session per account and service: the adapter loads and saves it by these.
+            models.UniqueConstraint(fields=["api_url", "handle"], name="blueskysession_unique_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Bluesky session of {self.handle} at {self.api_url}"

@@ -3,17 +3,22 @@
 A source answers one question: "give me a page of posts with photos for this
 hashtag, newer than this cursor or older than that one". The ingestion service
 (tweets/services.py) knows nothing else about X, the sample data or any future
-source (a Mastodon source would be one new module implementing `Source`).
+source: X (tweets/x_api.py), Mastodon (tweets/mastodon_api.py), Bluesky
+(tweets/bluesky_api.py) and the bundled sample (tweets/sample.py) each implement `Source`.
 
 This module is the interface only and imports no source: choosing one is tweets/registry.py's
-job, so the sources (x_api.py, sample.py) import this module and never the other way round.
+job, so the sources import this module and never the other way round.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+
+from django.utils import timezone
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ class MediaError(SourceError):
 
 
 class Source(Protocol):
-    name: str  # a pictures.models.Source value
+    name: str  # a pictures.models.Source value: the network, which identities (posts, authors) belong to
     requests_made: int  # every HTTP request so far, failed ones and retries included
 
     def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:
@@ -126,3 +131,29 @@ class Source(Protocol):
     def download(self, photo: Photo) -> bytes:
         """The photo's original bytes. Raises MediaError."""
         ...
+
+
+# A reset time further away than this is not believed (a broken header must not park an album for years).
+MAX_RATE_LIMIT_WAIT = timedelta(hours=24)
+
+
+def believable_reset(reset_at: datetime | None, *, default: timedelta) -> datetime:
+    """`reset_at` when it is a sane moment (within a day of now), else now + `default`."""
+    now = timezone.now()
+    if reset_at is None or not (now - MAX_RATE_LIMIT_WAIT <= reset_at <= now + MAX_RATE_LIMIT_WAIT):
+        return now + default
+    return reset_at
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before retry number `attempt` (0-based): exponential with full jitter, capped."""
+    return rng.uniform(0, min(cap, base * 2**attempt))
+
+
+def stable_media_key(*parts: str) -> str:
+    """A short, stable media key from what identifies a photo on its network.
+
+    Mastodon and Bluesky identify posts by long URIs; a photo is the post's URI plus its place
+    in the post, the same on every instance the post reached.
+    """
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]

@@ -69,3 +69,21 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which cannot be read: {exc}") from None
     return os.environ.get(name, default).strip()
+
+
+def env_secret_pairs(name: str) -> dict[str, str]:
+    """`key=value` pairs, separated by commas or new lines, from NAME or the file named by NAME_FILE.
+
+    Keys are lowercased (they are host names). A malformed pair stops start-up with a message
+    that names the variable but never shows the value (it holds secrets).
+    """
+    pairs: dict[str, str] = {}
+    for number, item in enumerate(env_secret(name).replace("\n", ",").split(","), start=1):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name}: item {number} is not of the form host=token.")
+        pairs[key.strip().lower()] = value.strip()
+    return pairs

@@ -4,7 +4,8 @@
 - the standard users and roles: `owner`, `other` (a signed-up stranger), `staff`, the albums
   `album` (public) and `hush` (unlisted), and `call(role, ...)` for requests as each of ROLES;
 - helpers for tests to import: `fetch_tweets(...)`, `fail_collage_encoding(...)`, `use_s3(...)`;
-- loopback servers: `tls_ca`, `fake_x`, `media_server`, `x_settings`, `smtp_server`/`smtp_down`,
+- loopback servers: `tls_ca`, `fake_x`, `media_server`, `x_settings`, `fediverse` (two Mastodon
+  instances), `fake_bluesky`, `social_settings`, `smtp_server`/`smtp_down`,
   `s3` (moto), `redis_url`, and Chromium (`browser`, with every page checked against the CSP).
 """
 
@@ -18,6 +19,8 @@ import pytest
 
 from albums.models import Album
 from everhash.testing.builders import make_album, make_user
+from everhash.testing.fake_bluesky import FakeBluesky
+from everhash.testing.fake_mastodon import FakeMastodon, Fediverse
 from everhash.testing.fake_x_api import DEFAULT_BEARER, FakeXAPI
 from everhash.testing.media_server import MediaServer
 from everhash.testing.processes import REDIS_SERVER, ROOT, LoopbackCA, free_port, process_environment, redis_server
@@ -205,6 +208,31 @@ def x_settings(settings, tls_ca, fake_x, monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setitem(XSource.__init__.__kwdefaults__, "sleep", sleeps.append)
     return sleeps
+
+
+@pytest.fixture
+def fediverse(tls_ca):
+    """Two loopback Mastodon instances that federate statuses (everhash/testing/fake_mastodon.py)."""
+    world = Fediverse()
+    with FakeMastodon(tls_ca.server_context(), world) as first, FakeMastodon(tls_ca.server_context(), world) as second:
+        world.instances = (first, second)
+        yield world
+
+
+@pytest.fixture
+def fake_bluesky(tls_ca):
+    """The loopback Bluesky service and its image CDN (everhash/testing/fake_bluesky.py)."""
+    with FakeBluesky(tls_ca.server_context()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def social_settings(settings, tls_ca):
+    """Trust the loopback CA and let downloads reach 127.0.0.1, the way the X tests do."""
+    settings.EVERHASH_CA_BUNDLE = tls_ca.ca_path
+    settings.EVERHASH_ALLOW_PRIVATE_ADDRESSES = ["127.0.0.1"]
+    settings.EVERHASH_MEDIA_HOSTS = ["pbs.twimg.com"]  # X's allowlist: fediverse media must not need it
+    return settings
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = re.compile(
-    r"""(?:env_str|env_bool|env_int|env_int_list|env_list|env_secret|os\.environ\.get)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:env_str|env_bool|env_int|env_int_list|env_list|env_secret|env_secret_pairs|os\.environ\.get)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
