@@ -55,8 +55,8 @@ from tweets.sources import (
     Post,
     RateLimit,
     RateLimited,
+    Retry,
     SourceError,
-    backoff_delay,
     believable_reset,
     stable_media_key,
 )
@@ -211,11 +211,8 @@ class BlueskySource:
         self._password = app_password
         self.store = store
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        self.retry = Retry(max_retries=max_retries, base=backoff_base, cap=backoff_cap, sleep=sleep, rng=rng)
         self._signed_in = False
         self._exhausted_until: datetime | None = None
         self._count = 0
@@ -343,22 +340,13 @@ class BlueskySource:
         )
 
     def _call(self, request: Callable):
-        """Run one SDK call, retrying transport failures and 5xx answers; translate every failure."""
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return request()
-            except (AtProtocolError, ValueError, httpx.TransportError) as exc:
-                # The SDK wraps timeouts and network errors, but lets protocol errors (a server
-                # hanging up without an answer) through as httpx's own.
-                error, retryable = self._translate(exc)
-                if not retryable or attempts > self.max_retries:
-                    logger.warning("Bluesky request failed after %d attempt(s): %s", attempts, exc)
-                    raise error from exc
-                delay = backoff_delay(attempts - 1, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng)
-                logger.info("Bluesky request failed (%s); retrying in %.1fs", exc, delay)
-                self._sleep(delay)
+        """Run one SDK call, retrying transport failures and 5xx answers; translate every failure.
+
+        The SDK wraps timeouts and network errors, but lets protocol errors (a server hanging up
+        without an answer) through as httpx's own.
+        """
+        errors = (AtProtocolError, ValueError, httpx.TransportError)
+        return self.retry.run(request, errors=errors, translate=self._translate, what=f"Bluesky at {self.label}")
 
     def _rate_limit(self) -> RateLimit:
         headers = self._last_headers

@@ -53,8 +53,8 @@ from tweets.sources import (
     Post,
     RateLimit,
     RateLimited,
+    Retry,
     SourceError,
-    backoff_delay,
     believable_reset,
     stable_media_key,
 )
@@ -235,11 +235,8 @@ class MastodonSource:
         self.label = self.domain
         self.has_token = bool(access_token)
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        self.retry = Retry(max_retries=max_retries, base=backoff_base, cap=backoff_cap, sleep=sleep, rng=rng)
         self._exhausted_until: datetime | None = None
         self._session = _RecordingSession()
         self._session.verify = ca_bundle or True
@@ -285,25 +282,17 @@ class MastodonSource:
             params["max_id"] = str(next_token)
 
         before = self._session.count
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                with warnings.catch_warnings():
-                    # Mastodon.py warns when /api/v2/instance says the feed needs a signed-in app;
-                    # the request itself then tells us (401/422), with a message that names the setting.
-                    warnings.simplefilter("ignore", MastodonWarning)
-                    statuses = self._client.timeline_hashtag(tag, **params)
-                break
-            except MastodonError as exc:
-                error, retryable = self._translate(exc)
-                if not retryable or attempts > self.max_retries:
-                    logger.warning("%s: #%s failed after %d attempt(s): %s", self.domain, tag, attempts, exc)
-                    raise error from exc
-                delay = backoff_delay(attempts - 1, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng)
-                logger.info("%s: #%s failed (%s); retrying in %.1fs", self.domain, tag, exc, delay)
-                self._sleep(delay)
 
+        def timeline():
+            with warnings.catch_warnings():
+                # Mastodon.py warns when /api/v2/instance says the feed needs a signed-in app;
+                # the request itself then tells us (401/422), with a message that names the setting.
+                warnings.simplefilter("ignore", MastodonWarning)
+                return self._client.timeline_hashtag(tag, **params)
+
+        statuses = self.retry.run(
+            timeline, errors=(MastodonError,), translate=self._translate, what=f"{self.domain} #{tag}"
+        )
         rate_limit = self._rate_limit()
         if rate_limit.remaining == 0 and rate_limit.reset_at:
             self._exhausted_until = rate_limit.reset_at

@@ -13,12 +13,18 @@ job, so the sources import this module and never the other way round.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,9 +151,45 @@ def believable_reset(reset_at: datetime | None, *, default: timedelta) -> dateti
     return reset_at
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before retry number `attempt` (0-based): exponential with full jitter, capped."""
-    return rng.uniform(0, min(cap, base * 2**attempt))
+@dataclass
+class Retry:
+    """Runs a client call again after transient failures, with exponential back-off and full jitter.
+
+    `translate` turns the client's exception into the SourceError to raise and says whether
+    another attempt is worth it (timeouts, dropped connections, 5xx: yes; 4xx, 429: never).
+    """
+
+    max_retries: int = 2
+    base: float = 1.0
+    cap: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` (0-based): uniform in [0, min(cap, base * 2**attempt)]."""
+        return self.rng.uniform(0, min(self.cap, self.base * 2**attempt))
+
+    def run(
+        self,
+        call: Callable[[], T],
+        *,
+        errors: tuple[type[Exception], ...],
+        translate: Callable[[Exception], tuple[SourceError, bool]],
+        what: str,
+    ) -> T:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return call()
+            except errors as exc:
+                error, retryable = translate(exc)
+                if not retryable or attempts > self.max_retries:
+                    logger.warning("%s failed after %d attempt(s): %s", what, attempts, exc)
+                    raise error from exc
+                delay = self.delay(attempts - 1)
+                logger.info("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                self.sleep(delay)
 
 
 def stable_media_key(*parts: str) -> str:

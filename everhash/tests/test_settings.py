@@ -37,6 +37,25 @@ def test_a_malformed_boolean_stops_the_process_with_its_name(tmp_path):
     assert "DEBUG must be true or false, not 'maybe'" in result.stderr
 
 
+def test_mastodon_tokens_come_from_a_file_and_a_malformed_pair_is_named_but_not_shown(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("Mastodon.Example=abc123\nphotos.example=def456\n")
+    show = "from django.conf import settings as s; print(sorted(s.EVERHASH_MASTODON_TOKENS.items()))"
+    good = run_manage("shell", "-c", show, EVERHASH_VAR_DIR=str(tmp_path), EVERHASH_MASTODON_TOKENS_FILE=str(tokens))
+    bad = run_manage("check", EVERHASH_VAR_DIR=str(tmp_path), EVERHASH_MASTODON_TOKENS="mastodon.example:abc123")
+
+    assert good.stdout.strip().endswith("[('mastodon.example', 'abc123'), ('photos.example', 'def456')]")
+    assert bad.returncode != 0
+    assert "EVERHASH_MASTODON_TOKENS: item 1 is not of the form host=token" in bad.stderr
+    assert "abc123" not in bad.stderr
+
+
+def test_an_instance_that_is_not_https_stops_the_process(tmp_path):
+    result = run_manage("check", EVERHASH_VAR_DIR=str(tmp_path), EVERHASH_MASTODON_INSTANCES="mastodon.social")
+    assert result.returncode != 0
+    assert "EVERHASH_MASTODON_INSTANCES: 'mastodon.social' is not an https:// address" in result.stderr
+
+
 def test_check_deploy_is_clean_for_a_configured_production(tmp_path):
     result = run_manage(
         "check",

@@ -204,7 +204,7 @@ def test_a_server_error_is_retried(fake_bluesky, tls_ca):
     source.search(hashtag="sunset")
     fake_bluesky.fail_next("500")
     sleeps: list[float] = []
-    source._sleep = sleeps.append
+    source.retry.sleep = sleeps.append
 
     assert len(source.search(hashtag="sunset").posts) == 1
     assert len(sleeps) == 1
