@@ -49,7 +49,6 @@ from everhash.lib.safehttp import DownloadError, download_image, tls_context
 from tweets.models import BlueskySession
 from tweets.sources import (
     AuthFailed,
-    MediaError,
     Page,
     Photo,
     Post,
@@ -58,6 +57,7 @@ from tweets.sources import (
     Retry,
     SourceError,
     believable_reset,
+    media_error,
     stable_media_key,
 )
 
@@ -241,6 +241,11 @@ class BlueskySource:
     def __repr__(self) -> str:
         return f"<BlueskySource {self.handle} at {self.api_url}>"  # never the password
 
+    @property
+    def requests_made(self) -> int:
+        """Every HTTP request so far (sign-in and refresh, failed ones and retries included)."""
+        return self._count
+
     # -- transport hooks and session ---------------------------------------------
 
     def _on_request(self, request: httpx.Request) -> None:
@@ -302,7 +307,6 @@ class BlueskySource:
             cursor=next_token or None,
             since=_iso(since) if since else None,
         )
-        before = self._count
         self._sign_in()
         try:
             response = self._call(lambda: self._client.app.bsky.feed.search_posts(params=params))
@@ -336,7 +340,7 @@ class BlueskySource:
             newest_id=_iso(newest) if newest else None,
             next_token=response.cursor if more else None,
             rate_limit=rate_limit,
-            requests=self._count - before,
+            posts_read=len(response.posts or []),
         )
 
     def _call(self, request: Callable):
@@ -413,7 +417,7 @@ class BlueskySource:
         try:
             return download_image(photo.url, any_public_host=True)
         except DownloadError as exc:
-            raise MediaError(str(exc), reason=exc.reason) from exc
+            raise media_error(exc) from exc
 
 
 def bluesky_configured() -> bool:

@@ -14,7 +14,6 @@ runs with `ratelimit_method="throw"`: waiting is the scheduler's business, not a
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import random
@@ -47,7 +46,6 @@ from albums.hashtags import normalize_hashtag
 from everhash.lib.safehttp import DownloadError, combined_ca_bundle, download_image
 from tweets.sources import (
     AuthFailed,
-    MediaError,
     Page,
     Photo,
     Post,
@@ -56,6 +54,7 @@ from tweets.sources import (
     Retry,
     SourceError,
     believable_reset,
+    media_error,
     stable_media_key,
 )
 
@@ -265,6 +264,11 @@ class MastodonSource:
     def __repr__(self) -> str:
         return f"<MastodonSource {self.base_url}>"  # never the token
 
+    @property
+    def requests_made(self) -> int:
+        """Every HTTP request so far (the instance check, failed ones and retries included)."""
+        return self._session.count
+
     # -- search ----------------------------------------------------------------
 
     def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:
@@ -280,8 +284,6 @@ class MastodonSource:
             params["since_id"] = str(since_id)
         if next_token:
             params["max_id"] = str(next_token)
-
-        before = self._session.count
 
         def timeline():
             with warnings.catch_warnings():
@@ -305,8 +307,9 @@ class MastodonSource:
             newest_id=str(newest) if newest else None,
             next_token=str(older) if older and statuses else None,
             rate_limit=rate_limit,
+            posts_read=len(statuses),
         )
-        return dataclasses.replace(page, requests=self._session.count - before)
+        return page
 
     def _rate_limit(self) -> RateLimit:
         headers = self._session.last_headers
@@ -373,7 +376,7 @@ class MastodonSource:
         try:
             return download_image(photo.url, any_public_host=True)
         except DownloadError as exc:
-            raise MediaError(str(exc), reason=exc.reason) from exc
+            raise media_error(exc) from exc
 
 
 def mastodon_sources() -> list[MastodonSource]:

@@ -107,6 +107,8 @@ class SourcePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} paused until {self.until:%Y-%m-%d %H:%M} UTC ({self.get_kind_display()})"
+
+
 class BlueskySession(models.Model):
     """The signed-in Bluesky session, kept between runs: createSession is tightly rate-limited
     (per account: 30 per 5 minutes, 300 a day), so everhash signs in once and then only refreshes.

@@ -23,6 +23,8 @@ from typing import Protocol, TypeVar
 
 from django.utils import timezone
 
+from everhash.lib.safehttp import DownloadError
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -199,3 +201,20 @@ def stable_media_key(*parts: str) -> str:
     in the post, the same on every instance the post reached.
     """
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
+
+
+# Download failures worth another try later: the host or the network, not the content.
+TEMPORARY_REASONS = {"timeout", "connection", "dns", "tls"}
+TEMPORARY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+def is_temporary(exc: DownloadError) -> bool:
+    if exc.reason in TEMPORARY_REASONS:
+        return True
+    return exc.reason == "http_status" and any(f"HTTP {code}" in str(exc) for code in TEMPORARY_STATUSES)
+
+
+def media_error(exc: DownloadError) -> MediaError:
+    """The MediaError for a failed download, temporary when the host or the network failed (every
+    source downloads through everhash/lib/safehttp.py, so one rule decides what is worth a retry)."""
+    return MediaError(str(exc), reason=exc.reason, temporary=is_temporary(exc))

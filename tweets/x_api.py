@@ -39,7 +39,6 @@ from albums.hashtags import hashtag_as_written
 from everhash.lib.safehttp import DownloadError, combined_ca_bundle, download_image
 from tweets.sources import (
     AuthFailed,
-    MediaError,
     Page,
     Photo,
     Post,
@@ -49,6 +48,7 @@ from tweets.sources import (
     SourceError,
     StaleCursor,
     UsageCapped,
+    media_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -594,15 +594,4 @@ class XSource:
         try:
             return download_image(photo.url)
         except DownloadError as exc:
-            raise MediaError(str(exc), reason=exc.reason, temporary=is_temporary(exc)) from exc
-
-
-# Download failures worth another try later: the host or the network, not the content.
-TEMPORARY_REASONS = {"timeout", "connection", "dns", "tls"}
-TEMPORARY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
-
-
-def is_temporary(exc: DownloadError) -> bool:
-    if exc.reason in TEMPORARY_REASONS:
-        return True
-    return exc.reason == "http_status" and any(f"HTTP {code}" in str(exc) for code in TEMPORARY_STATUSES)
+            raise media_error(exc) from exc

@@ -181,10 +181,12 @@ def test_a_server_error_is_retried_and_then_succeeds(first, tls_ca):
     first.fail_next("503")
     sleeps: list[float] = []
 
-    page = make_source(first, tls_ca, sleeps).search(hashtag="sunset")
+    source = make_source(first, tls_ca, sleeps)
+    page = source.search(hashtag="sunset")
 
     assert len(page.posts) == 1 and len(sleeps) == 1
-    assert page.requests == 3  # /api/v2/instance, the 503, the answer
+    assert source.requests_made == 3  # /api/v2/instance, the 503, the answer
+    assert page.posts_read == 1
 
 
 @time_machine.travel(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), tick=False)
