@@ -30,7 +30,9 @@ limit_request_fields = 100
 
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(f)s" "%(a)s"'
+# %(h)s is the socket's peer (nginx); the client's own address, as the app's limits see it
+# (EVERHASH_TRUSTED_PROXIES, everhash/lib/clientip.py), is the environ entry the app sets.
+access_log_format = '%(h)s %({everhash.client_ip}e)s "%(r)s" %(s)s %(B)s %(M)sms "%(f)s" "%(a)s"'
 _formatter = "plain" if os.environ.get("EVERHASH_LOG_FORMAT") == "plain" else "json"
 logconfig_dict = {
     "version": 1,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from everhash.lib.clientip import parse_networks
 from everhash.lib.env import env_bool, env_int, env_int_list, env_list, env_secret, env_secret_pairs, env_str
 from everhash.lib.logs import FORMATTERS
 
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the client's address (EVERHASH_TRUSTED_PROXIES) for every limit and the access log.
+    "everhash.lib.clientip.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Production: static files before anything else touches the request (compressed, cached
     # forever under hashed names). With DEBUG on, runserver serves them from static/.
@@ -142,6 +145,17 @@ LOGOUT_REDIRECT_URL = "albums:index"
 REGISTRATION_OPEN = env_bool("REGISTRATION_OPEN", True)
 ACCOUNT_ACTIVATION_DAYS = env_int("ACCOUNT_ACTIVATION_DAYS", 7)
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+# The reverse proxies in front of the app (addresses or networks, e.g. 127.0.0.1 for nginx on the
+# same host). Only a request whose peer is one of them has its X-Forwarded-For read; the client is
+# the rightmost entry that is not itself a trusted proxy (everhash/lib/clientip.py). Empty: the
+# socket's address is the client, and the header is ignored.
+EVERHASH_TRUSTED_PROXIES = env_list("EVERHASH_TRUSTED_PROXIES")
+parse_networks(tuple(EVERHASH_TRUSTED_PROXIES))  # a typo stops the process here, naming the entry
+if env_str("EVERHASH_NUM_PROXIES"):
+    raise ImproperlyConfigured(
+        "EVERHASH_NUM_PROXIES is gone: list the proxies' addresses in EVERHASH_TRUSTED_PROXIES instead "
+        "(127.0.0.1 for nginx on the same host)."
+    )
 # Attempts per window (seconds), per client address and per email (users/services.py).
 EVERHASH_RATE_LIMITS = {
     "login": {
@@ -318,9 +332,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": ["users.api.AnonRateThrottle", "users.api.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": EVERHASH_API_ANON_RATE, "user": EVERHASH_API_USER_RATE},
-    # Proxies in front of the app whose X-Forwarded-For to trust for the client address (0: none,
-    # use the socket's address; 1 behind nginx). Without it a client could pick its own throttle key.
-    "NUM_PROXIES": env_int("EVERHASH_NUM_PROXIES", 0),
+    # No NUM_PROXIES: the throttles take the client address from everhash/lib/clientip.py.
 }
 
 SPECTACULAR_SETTINGS = {

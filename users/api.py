@@ -18,6 +18,8 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from everhash.lib.clientip import client_ip
+
 # last_used_at is written at most this often per token, so a busy script does not write on every call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 KEYWORDS = (b"token", b"bearer")
@@ -92,6 +94,10 @@ class _FixedWindowThrottle(BaseThrottle):
 
     def identity(self, request) -> str | None:
         raise NotImplementedError
+
+    def get_ident(self, request) -> str:
+        # DRF's own reads X-Forwarded-For by NUM_PROXIES; ours trusts only EVERHASH_TRUSTED_PROXIES.
+        return client_ip(request)
 
     def allow_request(self, request, view) -> bool:
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)

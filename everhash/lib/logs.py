@@ -21,7 +21,17 @@ FORMATTERS = {
 }
 
 # gunicorn's access log passes its "atoms" as the record's args: keep the useful ones as fields.
-_ACCESS = {"remote": "h", "method": "m", "path": "U", "status": "s", "bytes": "B", "ms": "M", "agent": "a"}
+# "remote" is the socket's peer; "client" the client's address (everhash/lib/clientip.py).
+_ACCESS = {
+    "remote": "h",
+    "client": "{everhash.client_ip}e",
+    "method": "m",
+    "path": "U",
+    "status": "s",
+    "bytes": "B",
+    "ms": "M",
+    "agent": "a",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -56,6 +56,15 @@ def test_an_instance_that_is_not_https_stops_the_process(tmp_path):
     assert "EVERHASH_MASTODON_INSTANCES: 'mastodon.social' is not an https:// address" in result.stderr
 
 
+def test_malformed_trusted_proxies_and_the_old_num_proxies_stop_the_process(tmp_path):
+    result = run_manage("check", EVERHASH_TRUSTED_PROXIES="127.0.0.1,nginx", EVERHASH_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "EVERHASH_TRUSTED_PROXIES: 'nginx' is not an IP address" in result.stderr
+    result = run_manage("check", EVERHASH_NUM_PROXIES="1", EVERHASH_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "EVERHASH_NUM_PROXIES is gone" in result.stderr
+
+
 def test_check_deploy_is_clean_for_a_configured_production(tmp_path):
     result = run_manage(
         "check",
