@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from everhash.health import healthz
+from users.views import admin_login
 
 urlpatterns = [
     path("", include("albums.urls")),
     path("", include("pictures.urls")),
     path("accounts/", include("users.urls")),
+    # Before the admin's own URLs: its sign-in page under the site's limits.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("everhash.api")),
     path("healthz", healthz, name="healthz"),

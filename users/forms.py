@@ -3,9 +3,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.db.models import Q
 
 from everhash.emails import send_email
-from users.models import canonical_email
+from users.models import User, canonical_email
 
 
 class SignUpForm(forms.Form):
@@ -33,8 +34,6 @@ class SignUpForm(forms.Form):
         if first and second and first != second:
             self.add_error("password2", "The two passwords differ.")
         elif first:
-            from users.models import User
-
             try:
                 password_validation.validate_password(first, User(email=data.get("email", "")))
             except forms.ValidationError as exc:
@@ -54,7 +53,17 @@ class LoginForm(AuthenticationForm):
 
 
 class ResetForm(PasswordResetForm):
-    """Django's reset form, sending through our email helper (text and HTML, one look)."""
+    """Django's reset form, sending through our email helper (text and HTML, one look).
+
+    Unlike Django's it also reaches a sign-up nobody activated yet (never signed in): the inbox's
+    owner can then take over an address someone else signed up with (users.services.password_changed).
+    """
+
+    def get_users(self, email):
+        candidates = User.objects.filter(email=canonical_email(email)).filter(
+            Q(is_active=True) | Q(last_login__isnull=True)
+        )
+        return (user for user in candidates if user.has_usable_password())
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs):
         send_email(to=[to_email], template="password_reset", context=context)

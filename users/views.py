@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.auth import logout
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -73,9 +74,10 @@ class SignUpView(RegistrationView):
         return FormMixin.get_form(self, form_class)
 
     def post(self, request, *args, **kwargs):
-        wait = check_rate_limits(scope="signup", request=request, email=request.POST.get("email"))
+        email = request.POST.get("email", "")
+        wait = check_rate_limits(scope="signup", request=request, email=email)
         if wait:
-            return _limited(request, self.template_name, self.get_form(), wait)
+            return _limited(request, self.template_name, self.form_class(initial={"email": email}), wait)
         return super().post(request, *args, **kwargs)
 
     def register(self, form):
@@ -110,18 +112,55 @@ def registration_complete(request: HttpRequest) -> HttpResponse:
     )
 
 
-class LoginView(auth_views.LoginView):
+class LimitedSignInMixin:
+    """Sign-in under the limits of users/services.py, for the site's page and the admin's.
+
+    A limited request never authenticates: it gets the empty form with the email as typed, the
+    wait message, 429 and Retry-After, whether the password was right or wrong.
+    """
+
+    def post(self, request, *args, **kwargs):
+        email = request.POST.get("username", "")
+        self.attempt = services.begin_sign_in(request=request, email=email)
+        if self.attempt.wait:
+            form = self.get_form_class()(request, initial={"username": email})  # unbound: never validated
+            return _limited(request, self.template_name, form, self.attempt.wait, extra=self.get_context_data())
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.sign_in_succeeded(attempt=self.attempt, email=form.get_user().email, response=response)
+        return response
+
+
+class LoginView(LimitedSignInMixin, auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = True
 
-    def post(self, request, *args, **kwargs):
-        wait = check_rate_limits(scope="login", request=request, email=request.POST.get("username"))
-        if wait:
-            return _limited(request, self.template_name, self.get_form(), wait, extra=self.get_context_data())
-        return super().post(request, *args, **kwargs)
-
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "registration_open": settings.REGISTRATION_OPEN}
+
+
+class AdminLoginView(LimitedSignInMixin, auth_views.LoginView):
+    authentication_form = AdminAuthenticationForm
+    template_name = "admin/login.html"
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """/admin/login/: Django's AdminSite.login, with the site's sign-in limits."""
+    if request.method == "GET" and admin.site.has_permission(request):
+        return redirect("admin:index")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Log in",
+        "subtitle": None,
+        "app_path": request.get_full_path(),
+        "username": request.user.get_username(),
+    }
+    if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        context[REDIRECT_FIELD_NAME] = reverse("admin:index")
+    request.current_app = admin.site.name
+    return AdminLoginView.as_view(extra_context=context)(request)
 
 
 class PasswordResetView(auth_views.PasswordResetView):
@@ -130,9 +169,10 @@ class PasswordResetView(auth_views.PasswordResetView):
     form_class = ResetForm
 
     def post(self, request, *args, **kwargs):
-        wait = check_rate_limits(scope="password_reset", request=request, email=request.POST.get("email"))
+        email = request.POST.get("email", "")
+        wait = check_rate_limits(scope="password_reset", request=request, email=email)
         if wait:
-            return _limited(request, self.template_name, self.get_form(), wait)
+            return _limited(request, self.template_name, self.form_class(initial={"email": email}), wait)
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
@@ -140,10 +180,29 @@ class PasswordResetView(auth_views.PasswordResetView):
         return redirect(self.get_success_url())
 
 
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """The new password from the reset link: tokens revoked; a pending sign-up activated; this client trusted."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.password_changed(user=form.user, through_inbox=True)
+        services.trust_device(response=response, email=form.user.email)
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's change (this session stays signed in, the others are signed out); API tokens revoked."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.password_changed(user=form.user, through_inbox=False)
+        messages.info(self.request, "Your password is changed. Your API tokens are revoked: make new ones.")
+        return response
+
+
 def _limited(request: HttpRequest, template: str, form, wait: int, extra: dict | None = None) -> HttpResponse:
-    """The form again with a clear message, status 429 and Retry-After."""
-    form.is_bound and form.errors  # noqa: B018  (validate, so the fields keep what was typed)
-    form.add_error(None, services.wait_message(wait))
+    """`form` again, unbound (nothing in it is checked), the wait message, status 429 and Retry-After."""
+    messages.error(request, services.wait_message(wait))  # shown by this very page (ours and the admin's)
     response = render(request, template, {**(extra or {}), "form": form}, status=429)
     response["Retry-After"] = str(wait)
     return response
