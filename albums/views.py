@@ -238,8 +238,9 @@ def download(request: HttpRequest, album: Album) -> HttpResponse:
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """The 404 page; for an unknown album it offers to create it."""
-    context = {"message": exception.args[0] if exception.args else ""}
+    """The 404 page; for an unknown album it offers to create it. Never the exception's text (URL
+    resolver dumps, paths): with DEBUG off the page says only that nothing is here."""
+    context = {}
     if isinstance(exception, AlbumMissing):
         context["hashtag"] = exception.hashtag
         context["create_url"] = reverse("albums:album-add-confirm", args=[exception.hashtag])
