@@ -3,8 +3,10 @@
 It checks the database (a query), the media storage (a lookup in the bucket or
 the folder) and the fetch job (the age of the last successful fetch of any
 active album, and any pause of a source: X's usage cap stops every album). Any
-failing check answers 503 with the same JSON, so a probe can alert on the status
-code and a person can read why. Nothing here is cached.
+failing check answers 503, so a probe can alert on the status code. The public
+answer carries status words only ("ok", "failing"): error texts name hosts,
+buckets and folders, so they go to the log (logger everhash.health), and to
+signed-in staff, who get every check's details. Nothing here is cached.
 """
 
 from __future__ import annotations
@@ -85,23 +87,33 @@ class StaleFetch(Exception):
 CHECKS = {"database": check_database, "storage": check_storage, "fetch": check_fetch}
 
 
-@never_cache
-@require_safe
-def healthz(request):
+def run_checks() -> dict[str, dict]:
+    """Every check's details; a failure is logged with its error."""
     checks = {}
-    healthy = True
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
             details = check()
         except Exception as exc:
-            healthy = False
             details = getattr(exc, "details", {})
             details = {"ok": False, **details, "error": f"{type(exc).__name__}: {exc}"[:300]}
-            logger.warning("health check %s failed: %s", name, details["error"], extra={"check": name})
+            logger.warning("health check %s failed: %s", name, details["error"], extra={"check": name, **details})
         else:
             details = {"ok": True, **details}
         details["ms"] = round((time.perf_counter() - started) * 1000, 1)
         checks[name] = details
-    status = 200 if healthy else 503
-    return JsonResponse({"status": "ok" if healthy else "failing", "checks": checks}, status=status)
+    return checks
+
+
+def word(ok: bool) -> str:
+    return "ok" if ok else "failing"
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    checks = run_checks()
+    healthy = all(details["ok"] for details in checks.values())
+    if not request.user.is_staff:
+        checks = {name: word(details["ok"]) for name, details in checks.items()}
+    return JsonResponse({"status": word(healthy), "checks": checks}, status=200 if healthy else 503)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import pytest
 import time_machine
+from django.test import Client
 from django.utils import timezone
 
 from everhash.testing.builders import make_album
+
+
+@pytest.fixture
+def client(client, staff):
+    """Staff see every check's details; the public answer is tested below."""
+    client.force_login(staff)
+    return client
 
 
 def health(client):
@@ -71,7 +81,8 @@ def test_a_new_album_gets_the_allowed_age_for_its_first_fetch(client, owner):
     assert report["checks"]["fetch"]["last_success"] is None
 
 
-def test_an_unreachable_storage_answers_503(client, db, settings):
+@pytest.fixture
+def unreachable_storage(settings):
     # A real S3 client against a closed loopback port: the connection is refused.
     settings.STORAGES = {
         **settings.STORAGES,
@@ -86,6 +97,9 @@ def test_an_unreachable_storage_answers_503(client, db, settings):
             },
         },
     }
+
+
+def test_an_unreachable_storage_answers_503(client, unreachable_storage):
     status, report = health(client)
     assert status == 503
     storage = report["checks"]["storage"]
@@ -98,3 +112,16 @@ def test_an_unreachable_storage_answers_503(client, db, settings):
 def test_only_get_and_head(client, db):
     assert client.post("/healthz").status_code == 405
     assert client.head("/healthz").status_code == 200
+
+
+def test_the_public_answer_carries_status_words_only_and_the_log_the_details(db, unreachable_storage, caplog):
+    caplog.set_level(logging.WARNING, logger="everhash.health")
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "failing",
+        "checks": {"database": "ok", "storage": "failing", "fetch": "ok"},
+    }
+    [record] = [r for r in caplog.records if r.name == "everhash.health"]
+    assert "EndpointConnectionError" in record.getMessage()
+    assert "127.0.0.1:9" in record.getMessage()
