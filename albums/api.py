@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from albums import access
-from albums.hashtags import hashtag_as_written, normalize_hashtag
+from albums.hashtags import hashtag_as_written, normalize_new_hashtag
 from albums.models import Album, Milestone
 from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
 from pictures import moderation
@@ -166,7 +166,7 @@ class AlbumCreateSerializer(AlbumSerializer):
 
     def validate_hashtag(self, value: str) -> str:
         try:
-            return normalize_hashtag(value)
+            return normalize_new_hashtag(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from albums.hashtags import normalize_hashtag
+from albums.hashtags import normalize_new_hashtag
 from albums.models import Album
 
 
@@ -14,7 +14,7 @@ class AlbumAddForm(forms.Form):
     )
 
     def clean_hashtag(self) -> str:
-        return normalize_hashtag(self.cleaned_data["hashtag"])
+        return normalize_new_hashtag(self.cleaned_data["hashtag"])
 
 
 class AlbumEditForm(forms.Form):

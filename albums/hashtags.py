@@ -14,6 +14,11 @@ from django.core.exceptions import ValidationError
 
 MAX_LENGTH = 100
 
+# Words the site's album URLs use for pages of their own (`/album/add/` is the add page, not the
+# album #add): never a new album's hashtag, whether it comes from the form, the API or the admin.
+# albums/tests/test_hashtags.py checks every literal `album/<word>/` route is listed here.
+RESERVED = frozenset({"add"})
+
 
 def _allowed(char: str) -> bool:
     category = unicodedata.category(char)
@@ -60,3 +65,15 @@ def hashtag_as_written(raw: str) -> str:
     normalize_hashtag(raw)  # raises ValidationError for what is not a hashtag
     tag = unicodedata.normalize("NFKC", str(raw)).strip()
     return tag[1:] if tag.startswith("#") else tag
+
+
+def normalize_new_hashtag(raw: str) -> str:
+    """normalize_hashtag for a hashtag an album is about to get: reserved words are refused too."""
+    tag = normalize_hashtag(raw)
+    if tag in RESERVED:
+        raise ValidationError(
+            "#%(tag)s is a word the site uses for its own pages: choose another hashtag.",
+            code="reserved",
+            params={"tag": tag},
+        )
+    return tag

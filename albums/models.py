@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from albums.hashtags import MAX_LENGTH, normalize_hashtag
+from albums.hashtags import MAX_LENGTH, RESERVED, normalize_hashtag
 
 
 def new_secret() -> str:
@@ -20,6 +20,8 @@ def new_secret() -> str:
 def validate_hashtag(value: str) -> None:
     if normalize_hashtag(value) != value:
         raise ValidationError("Store hashtags in their normalised form (use normalize_hashtag).")
+    if value in RESERVED:
+        raise ValidationError(f"#{value} is a word the site uses for its own pages: choose another hashtag.")
 
 
 class AlbumQuerySet(models.QuerySet["Album"]):

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from albums import pages, services
 from albums.access import AlbumMissing, album_for_request, album_view, key_query, managed_album_for_request
 from albums.forms import AlbumAddForm, AlbumEditForm, AlbumSettingsForm
-from albums.hashtags import normalize_hashtag
+from albums.hashtags import normalize_hashtag, normalize_new_hashtag
 from albums.models import Album, Follower
 from everhash.emails import absolute_url
 from everhash.lib.caching import Conditional, cache_key
@@ -270,7 +270,7 @@ def _confirm_redirect(canonical: str, *, written: str) -> HttpResponse:
 def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
     """Step 2: confirm what will be followed; the POST creates the album, due for its first fetch."""
     try:
-        canonical = normalize_hashtag(hashtag)
+        canonical = normalize_new_hashtag(hashtag)
     except ValidationError as exc:
         return render(
             request, "albums/add.html", {"form": AlbumAddForm({"hashtag": hashtag}), "error": exc}, status=400
