@@ -30,6 +30,7 @@ from albums import access
 from albums.hashtags import hashtag_as_written, normalize_new_hashtag
 from albums.models import Album, Milestone
 from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
+from everhash.lib.apiparams import StrictBooleanField, StrictCharField, StrictModelSerializer
 from pictures import moderation
 from pictures.models import Picture
 from pictures.services import delete_album
@@ -78,11 +79,11 @@ class IsOwnerOrStaffForWrites(permissions.BasePermission):
 # --- Albums ----------------------------------------------------------------------------------------
 
 
-class AlbumSerializer(serializers.ModelSerializer):
+class AlbumSerializer(StrictModelSerializer):
     url = serializers.SerializerMethodField(help_text="This album in the API.")
     page_url = serializers.SerializerMethodField(help_text="The album's page on the site.")
     pictures_url = serializers.SerializerMethodField(help_text="Its pictures, newest first.")
-    fetching_active = serializers.BooleanField(
+    fetching_active = StrictBooleanField(
         source="is_active", required=False, help_text="Whether new posts are fetched (the owner can pause it)."
     )
     picture_count = serializers.IntegerField(read_only=True, help_text="Visible pictures.")
@@ -156,9 +157,18 @@ class AlbumSerializer(serializers.ModelSerializer):
         return album.can_manage(self.context["request"].user)
 
 
+# What normalize_new_hashtag accepts, as far as a schema can say it: word characters (Python's
+# Unicode \w), at least one of them not a digit, with or without "#", at most 100 of them.
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 101, "pattern": r"^#?\w*[^\W\d]\w*$"})
+class HashtagField(StrictCharField):
+    pass
+
+
 class AlbumCreateSerializer(AlbumSerializer):
-    hashtag = serializers.CharField(
-        max_length=200, help_text="The hashtag to collect, with or without `#`; stored case-folded (`#Sunset`: sunset)."
+    hashtag = HashtagField(
+        min_length=1,
+        max_length=101,
+        help_text="The hashtag to collect, with or without `#`; stored case-folded (`#Sunset`: sunset).",
     )
 
     class Meta(AlbumSerializer.Meta):

@@ -326,6 +326,9 @@ REST_FRAMEWORK = {
     ],
     # Writes need a signed-in caller; each view adds its owner/staff object checks.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    # JSON in, as the schema says: form-encoded bodies would turn "0" into False where a client
+    # meant a string, and the schema could not describe them truthfully.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -37,6 +37,7 @@ from everhash.lib.api import (
     media_urls,
     origin,
 )
+from everhash.lib.apiparams import StrictIsoDateTimeFilter, integer_schema
 from everhash.lib.caching import cache_key
 from pictures.models import Picture
 from pictures.storage import signed_url_window
@@ -180,16 +181,16 @@ class PictureFilter(django_filters.FilterSet):
     author = django_filters.CharFilter(
         method="filter_author", help_text="An author's handle, with or without @, in any case."
     )
-    posted_after = django_filters.IsoDateTimeFilter(
+    posted_after = StrictIsoDateTimeFilter(
         field_name="posted_at", lookup_expr="gte", help_text="Posted at or after this time (ISO 8601)."
     )
-    posted_before = django_filters.IsoDateTimeFilter(
+    posted_before = StrictIsoDateTimeFilter(
         field_name="posted_at", lookup_expr="lt", help_text="Posted before this time (ISO 8601)."
     )
-    added_after = django_filters.IsoDateTimeFilter(
+    added_after = StrictIsoDateTimeFilter(
         field_name="added_at", lookup_expr="gte", help_text="Added at or after this time (ISO 8601)."
     )
-    added_before = django_filters.IsoDateTimeFilter(
+    added_before = StrictIsoDateTimeFilter(
         field_name="added_at", lookup_expr="lt", help_text="Added before this time (ISO 8601)."
     )
 
@@ -305,7 +306,9 @@ POPULAR_LIMIT = serializers.IntegerField(min_value=1, max_value=50)
         parameters=[
             HASHTAG_PARAMETER,
             KEY_PARAMETER,
-            OpenApiParameter("limit", OpenApiTypes.INT, description="How many: 1 to 50, 7 by default."),
+            OpenApiParameter(
+                "limit", integer_schema(minimum=1, maximum=50), description="How many: 1 to 50, 7 by default."
+            ),
         ],
         responses={200: PictureSerializer(many=True), **errors(400, 404)},
     )

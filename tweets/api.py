@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, permissions, serializers
 from rest_framework.response import Response
@@ -10,6 +9,7 @@ from rest_framework.response import Response
 from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request
 from albums.models import Album
 from everhash.lib.api import errors
+from everhash.lib.apiparams import integer_schema
 from tweets.models import FetchRun, PendingMedia
 
 
@@ -82,7 +82,11 @@ RUNS = serializers.IntegerField(min_value=1, max_value=100)
         parameters=[
             HASHTAG_PARAMETER,
             KEY_PARAMETER,
-            OpenApiParameter("runs", OpenApiTypes.INT, description="How many recent runs: 1 to 100, 20 by default."),
+            OpenApiParameter(
+                "runs",
+                integer_schema(minimum=1, maximum=100),
+                description="How many recent runs: 1 to 100, 20 by default.",
+            ),
         ],
         responses={200: FetchStatusSerializer, **errors(400, 401, 403, 404)},
     )

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from everhash.lib import media
+from everhash.lib.apiparams import in_utc_range
 from everhash.lib.caching import Conditional
 
 # --- Errors -----------------------------------------------------------------------------------
@@ -106,10 +107,30 @@ class ConditionalGetMixin:
 
 
 class CappedLimitOffsetPagination(pagination.LimitOffsetPagination):
-    """`?limit=&offset=`, 50 by default, never more than 100 per page."""
+    """`?limit=&offset=`, 50 by default, never more than 100 per page; anything else is a 400."""
 
     default_limit = 50
     max_limit = 100
+    max_offset = 10**9  # far beyond any list; keeps OFFSET within every database's integer
+
+    def get_limit(self, request) -> int:
+        """More than max_limit gives max_limit (as DRF does); below 1 or not a number is a 400."""
+        return min(self._number(request, self.limit_query_param, 1, self.default_limit), self.max_limit)
+
+    def get_offset(self, request) -> int:
+        offset = self._number(request, self.offset_query_param, 0, 0)
+        if offset > self.max_offset:
+            raise serializers.ValidationError({self.offset_query_param: [f"At most {self.max_offset}."]})
+        return offset
+
+    @staticmethod
+    def _number(request, name: str, low: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < low:
+            raise serializers.ValidationError({name: [f"Enter a whole number, {low} or more."]})
+        return int(raw)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
@@ -118,9 +139,9 @@ class CappedLimitOffsetPagination(pagination.LimitOffsetPagination):
                 parameter["description"] = (
                     f"Results per page: {self.default_limit} by default, at most {self.max_limit}."
                 )
-                parameter["schema"].update(minimum=1)
+                parameter["schema"].update(minimum=1)  # more is allowed, and answered with max_limit
             else:
-                parameter["schema"].update(minimum=0)
+                parameter["schema"].update(minimum=0, maximum=self.max_offset)
         return parameters
 
 
@@ -226,7 +247,7 @@ class KeysetCursorPagination(pagination.BasePagination):
                     parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
                 except ValueError:
                     parsed = None
-                if parsed is None or parsed.tzinfo is None:
+                if parsed is None or parsed.tzinfo is None or not in_utc_range(parsed):
                     raise invalid
                 values.append(parsed)
             elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
