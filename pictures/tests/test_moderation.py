@@ -13,7 +13,16 @@ from django.db import IntegrityError, transaction
 
 from albums.models import Album, Milestone
 from albums.services import record_milestones
-from everhash.testing.builders import make_album, make_picture, make_stored_picture, stored_keys
+from collages import builder
+from collages.models import Collage
+from collages.services import build_collage, candidates, fingerprint
+from everhash.testing.builders import (
+    make_album,
+    make_coloured_pictures,
+    make_picture,
+    make_stored_picture,
+    stored_keys,
+)
 from pictures import moderation
 from pictures.models import (
     BlockedAuthor,
@@ -462,3 +471,46 @@ def test_the_moderation_models_read_well_in_the_admin(staff, album):
     assert str(moderation.takedown(post="12", by=staff)[0]) == "Takedown of X (Twitter) post 12"
     moderation.delete(pictures=one(make_picture(album=album, media_key="3_9")), by=staff)
     assert str(DeletedMedia.objects.get()) == "3_9 deleted from #sunset"
+
+
+# --- The cover follows at once ----------------------------------------------------------------
+
+
+def shows_only_visible_pictures(collage: Collage) -> bool:
+    """The collage shows exactly the album's best visible pictures, in order (its fingerprint)."""
+    return collage.fingerprint == fingerprint(candidates(album=collage.album)[: builder.MAX_PICTURES])
+
+
+def test_hiding_a_picture_shown_in_the_collage_rebuilds_the_cover_at_once(client, owner):
+    album = make_album(owner=owner, hashtag="covered")
+    shown = make_coloured_pictures(album, 3)
+    old = build_collage(album=album)
+    client.force_login(owner)
+    response = client.post(f"/album/covered/pictures/{shown[0].pk}/hide/")
+    assert response.status_code == 302
+    collage = Collage.objects.get(album=album)
+    assert collage.image_key != old.image_key
+    assert collage.picture_count == 2
+    assert shows_only_visible_pictures(collage)
+    page = client.get("/album/covered/").content.decode()
+    assert old.image_key not in page
+    assert collage.image_key in page
+
+
+def test_deleting_a_picture_shown_in_the_collage_rebuilds_the_cover(owner, staff):
+    album = make_album(owner=owner, hashtag="covered")
+    shown = make_coloured_pictures(album, 3)
+    old = build_collage(album=album)
+    moderation.delete(pictures=Picture.objects.filter(pk=shown[1].pk), by=staff)
+    collage = Collage.objects.get(album=album)
+    assert collage.image_key != old.image_key
+    assert shows_only_visible_pictures(collage)
+
+
+def test_hiding_a_picture_the_collage_does_not_show_leaves_it_alone(owner):
+    album = make_album(owner=owner, hashtag="covered")
+    pictures = make_coloured_pictures(album, builder.MAX_PICTURES + 1)
+    old = build_collage(album=album)
+    moderation.hide(pictures=Picture.objects.filter(pk=pictures[-1].pk), by=owner)
+    collage = Collage.objects.get(album=album)
+    assert (collage.image_key, collage.built_at) == (old.image_key, old.built_at)
