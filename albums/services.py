@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -123,14 +124,40 @@ class AlbumExists(Exception):
         self.album = album
 
 
+class QuotaReached(Exception):
+    """The account holds as many albums, or follows as many, as one account may; the message says so."""
+
+
+def _lock_account(user) -> None:
+    """Serialise an account's creations: two requests at once cannot both pass a quota count."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+
+
+def check_album_quota(*, owner) -> None:
+    """QuotaReached when `owner` may not own one more album (EVERHASH_MAX_ALBUMS_PER_USER; staff are exempt).
+
+    Call it inside the transaction that creates the album.
+    """
+    if owner.is_staff:
+        return
+    _lock_account(owner)
+    limit = settings.EVERHASH_MAX_ALBUMS_PER_USER
+    if Album.objects.filter(owner=owner).count() >= limit:
+        raise QuotaReached(
+            f"You have {limit} albums, the most one account can have: delete one you no longer need to add another."
+        )
+
+
 def create_album(*, owner, hashtag: str, title: str = "", written: str = "") -> Album:
     """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty).
 
     `written` is the hashtag as its owner typed it, which sources search (see hashtag_as_written).
+    QuotaReached when the owner has as many albums as an account may.
     """
     search = hashtag_as_written(written) if written and normalize_hashtag(written) == hashtag else ""
     try:
         with transaction.atomic():
+            check_album_quota(owner=owner)
             return Album.objects.create(
                 owner=owner, hashtag=hashtag, search_hashtag=search, title=title, next_fetch_at=None
             )
@@ -146,7 +173,15 @@ def rotate_secret(*, album: Album) -> str:
 
 
 def follow(*, album: Album, user) -> None:
-    Follower.objects.get_or_create(album=album, user=user)
+    """Follow an album (again: nothing changes). QuotaReached past EVERHASH_MAX_FOLLOWS_PER_USER."""
+
+    with transaction.atomic():
+        _lock_account(user)
+        follows = Follower.objects.filter(user=user)
+        limit = settings.EVERHASH_MAX_FOLLOWS_PER_USER
+        if not follows.filter(album=album).exists() and follows.count() >= limit:
+            raise QuotaReached(f"You follow {limit} albums, the most one account can: unfollow one first.")
+        Follower.objects.get_or_create(album=album, user=user)
 
 
 def unfollow(*, album: Album, user) -> None:

@@ -9,6 +9,7 @@ and ALLOWED_HOSTS are set.
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -151,7 +152,7 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
 # socket's address is the client, and the header is ignored.
 EVERHASH_TRUSTED_PROXIES = env_list("EVERHASH_TRUSTED_PROXIES")
 parse_networks(tuple(EVERHASH_TRUSTED_PROXIES))  # a typo stops the process here, naming the entry
-if env_str("EVERHASH_NUM_PROXIES"):
+if "EVERHASH_NUM_PROXIES" in os.environ:  # the old setting, removed: say what replaced it
     raise ImproperlyConfigured(
         "EVERHASH_NUM_PROXIES is gone: list the proxies' addresses in EVERHASH_TRUSTED_PROXIES instead "
         "(127.0.0.1 for nginx on the same host)."
@@ -170,7 +171,13 @@ EVERHASH_RATE_LIMITS = {
         "address": (env_int("EVERHASH_RESET_LIMIT_PER_ADDRESS", 10), 3600),
         "email": (env_int("EVERHASH_RESET_LIMIT_PER_EMAIL", 3), 3600),
     },
+    # New albums per account per hour (form and API alike; staff too: it is a brake, not a quota).
+    "album_create": {"user": (env_int("EVERHASH_NEW_ALBUMS_PER_HOUR", 10), 3600)},
 }
+# Quotas per account (docs/accounts.md). Each album costs paid X searches every fetch interval,
+# so one account cannot hold more than this many (staff are exempt); follows are rows and emails.
+EVERHASH_MAX_ALBUMS_PER_USER = env_int("EVERHASH_MAX_ALBUMS_PER_USER", 20)
+EVERHASH_MAX_FOLLOWS_PER_USER = env_int("EVERHASH_MAX_FOLLOWS_PER_USER", 200)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -80,6 +80,11 @@ def check_rate_limits(*, scope: str, request: HttpRequest, email: str | None) ->
     return hit(scope=scope, kind="email", value=canonical_email(email), limit=rules["email"]).wait
 
 
+def check_user_rate_limit(*, scope: str, user: User) -> int:
+    """Count an action of a signed-in user (creating an album...). Returns 0 or the seconds to wait."""
+    return hit(scope=scope, kind="user", value=str(user.pk), limit=limits(scope)["user"]).wait
+
+
 # --- Sign-in: the lockout policy (docs/accounts.md, "Rate limits") -------------------------------
 #
 # Every attempt counts against the client's address. Failed attempts count against the email,
