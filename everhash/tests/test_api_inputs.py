@@ -8,7 +8,7 @@ import json
 import pytest
 from django.test import Client
 
-from conftest import make_album, make_picture
+from everhash.testing.builders import make_album, make_picture
 from users.models import ApiToken
 
 EDGES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]

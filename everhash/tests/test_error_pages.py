@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from conftest import make_album
+from everhash.testing.builders import make_album
 
 SECRET = "/srv/everhash/app/albums/secret_module.py"
 
