@@ -172,6 +172,22 @@ def signed_url_window() -> int:
     return int(timezone.now().timestamp()) // half
 
 
+def private_url(key: str, *, seconds: int = 300) -> str | None:
+    """A signed URL of an object that must not be public (an original), valid for `seconds`, straight
+    from the bucket even when a CDN domain serves the rest; None for a local folder, whose private
+    files the app itself serves after checking access (pictures.views.original)."""
+    storage = storages["default"]
+    connection = getattr(storage, "connection", None)
+    if connection is None or not hasattr(storage, "bucket_name"):
+        return None
+    with _unavailable_on_error("sign", key):
+        return connection.meta.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": storage.bucket_name, "Key": storage._normalize_name(key)},
+            ExpiresIn=seconds,
+        )
+
+
 # Pruning.
 
 
