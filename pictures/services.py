@@ -12,7 +12,6 @@ cursor and retries later; a picture is never rejected because the storage was do
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import tempfile
@@ -27,6 +26,7 @@ from django.utils import timezone
 from albums.models import Album
 from albums.services import pictures_changed
 from collages.services import delete_collage
+from everhash.lib.csvsafe import SafeWriter
 from everhash.lib.images import ImageRejected, make_renditions, open_verified
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
 from pictures.dedupe import SignatureIndex, compute_signature
@@ -197,7 +197,8 @@ def album_zip(*, album: Album) -> Iterator[bytes]:
 def _album_entries(album: Album) -> Iterator[Entry]:
     # The manifest grows with the album: it is spooled to disk, not kept in memory.
     manifest = tempfile.TemporaryFile("w+", newline="", encoding="utf-8")  # noqa: SIM115  (closed below)
-    writer = csv.writer(manifest)
+    # Cells come from strangers (names, alt texts): none may run as a spreadsheet formula.
+    writer = SafeWriter(manifest)
     writer.writerow(MANIFEST_COLUMNS)
     for picture in album.pictures.visible().order_by("added_at", "id").iterator(chunk_size=500):
         extension = picture.original_key.rsplit(".", 1)[-1]
@@ -212,7 +213,7 @@ def _album_entries(album: Album) -> Iterator[Entry]:
         writer.writerow(
             [
                 name,
-                f"@{picture.author_handle}",
+                picture.author_handle,  # without "@": a cell starting with "@" is a formula
                 picture.author_name,
                 picture.permalink,
                 picture.like_count,

