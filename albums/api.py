@@ -29,11 +29,13 @@ from rest_framework.response import Response
 from albums import access
 from albums.hashtags import hashtag_as_written, normalize_new_hashtag
 from albums.models import Album, Milestone
+from albums.services import QuotaReached, check_album_quota
 from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
 from everhash.lib.apiparams import StrictBooleanField, StrictCharField, StrictModelSerializer
 from pictures import moderation
 from pictures.models import Picture
 from pictures.services import delete_album
+from users.services import check_user_rate_limit, wait_message
 
 # --- Who may see an album ---------------------------------------------------------------------
 
@@ -212,9 +214,13 @@ MINE_PARAMETER = OpenApiParameter(
     ),
     create=extend_schema(
         summary="Create an album for a hashtag",
-        description="You become its owner; its first fetch is due at once.",
+        description=(
+            "You become its owner; its first fetch is due at once. An account owns at most "
+            "EVERHASH_MAX_ALBUMS_PER_USER albums (20; staff are exempt): past it, 403 saying so. New albums "
+            "are limited per account per hour (EVERHASH_NEW_ALBUMS_PER_HOUR): past it, 429 with Retry-After."
+        ),
         request=AlbumCreateSerializer,
-        responses={201: AlbumSerializer, **errors(400, 401, 409)},
+        responses={201: AlbumSerializer, **errors(400, 401, 403, 409)},
     ),
     partial_update=extend_schema(
         summary="Change an album (owner or staff)",
@@ -280,11 +286,15 @@ class AlbumViewSet(
         hashtag = serializer.validated_data["hashtag"]
         if Album.objects.filter(hashtag=hashtag).exists():
             return self._exists(hashtag)
+        if wait := check_user_rate_limit(scope="album_create", user=request.user):
+            raise exceptions.Throttled(wait=wait, detail=wait_message(wait, what="new albums"))
         try:
             with transaction.atomic():
                 self.perform_create(serializer)
         except IntegrityError:
             return self._exists(hashtag)  # created by someone else in the meantime
+        except QuotaReached as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
         album = with_counts(Album.objects.filter(pk=serializer.instance.pk)).get()
         data = AlbumSerializer(album, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
@@ -301,6 +311,7 @@ class AlbumViewSet(
 
     def perform_create(self, serializer: AlbumCreateSerializer) -> None:
         # Owned by the caller; next_fetch_at stays empty: the next fetch_tweets run takes it.
+        check_album_quota(owner=self.request.user)  # in create()'s transaction, as the form's
         # Sources search the hashtag as it was written (#Straße), the album's key is folded.
         serializer.save(owner=self.request.user, search_hashtag=hashtag_as_written(self.request.data["hashtag"]))
 

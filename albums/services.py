@@ -165,11 +165,25 @@ def create_album(*, owner, hashtag: str, title: str = "", written: str = "") -> 
         raise AlbumExists(Album.objects.get(hashtag=hashtag)) from None
 
 
-def rotate_secret(*, album: Album) -> str:
-    """A new secret link for an unlisted album; the old link stops working."""
+def rotate_secret(*, album: Album) -> tuple[str, int]:
+    """A new secret link for an unlisted album; the old link stops working.
+
+    Its followers came in through the old link, so their access ends too: they stop following it
+    (no more dashboard entry or milestone emails). Returns the new secret and how many followers
+    went; the owner and staff, who see it anyway, are never followers to drop.
+    """
     secret = new_secret()
-    Album.objects.filter(pk=album.pk).update(secret=secret)
-    return secret
+    with transaction.atomic():
+        Album.objects.filter(pk=album.pk).update(secret=secret)
+        dropped = 0
+        if album.visibility == Album.Visibility.UNLISTED:
+            dropped, _ = (
+                Follower.objects.filter(album=album)
+                .exclude(user_id=album.owner_id)
+                .exclude(user__is_staff=True)
+                .delete()
+            )
+    return secret, dropped
 
 
 def follow(*, album: Album, user) -> None:
@@ -184,8 +198,11 @@ def follow(*, album: Album, user) -> None:
         Follower.objects.get_or_create(album=album, user=user)
 
 
-def unfollow(*, album: Album, user) -> None:
-    Follower.objects.filter(album=album, user=user).delete()
+def unfollow_hashtag(*, hashtag: str, user) -> str | None:
+    """Stop following the album of `hashtag`, whether or not `user` may still see it. The hashtag
+    when they followed it, None when they did not."""
+    deleted, _ = Follower.objects.filter(album__hashtag=hashtag, user=user).delete()
+    return hashtag if deleted else None
 
 
 def milestone_recipients(*, album: Album) -> list[str]:

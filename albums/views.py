@@ -17,7 +17,14 @@ from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from albums import pages, services
-from albums.access import AlbumMissing, album_for_request, album_view, key_query, managed_album_for_request
+from albums.access import (
+    AlbumMissing,
+    album_for_request,
+    album_view,
+    canonical_hashtag,
+    key_query,
+    managed_album_for_request,
+)
 from albums.forms import AlbumAddForm, AlbumEditForm, AlbumSettingsForm
 from albums.hashtags import normalize_hashtag, normalize_new_hashtag
 from albums.models import Album, Follower
@@ -26,8 +33,12 @@ from everhash.lib.caching import Conditional, cache_key
 from pictures import moderation
 from pictures import services as picture_services
 from pictures.models import Picture
+from users.services import check_user_rate_limit, wait_message
 
 PAGE_SIZE = 60
+# The index and each list of the dashboard: a page stays small whatever the number of albums.
+INDEX_PAGE_SIZE = 48
+DASHBOARD_PAGE_SIZE = 50
 POPULAR_SIZE = 7
 FEED_SIZE = 50
 
@@ -69,7 +80,8 @@ def index(request: HttpRequest) -> HttpResponse:
         )
         .order_by("-recent_count", "-picture_count", "hashtag")
     )
-    return render(request, "albums/index.html", {"albums": albums})
+    page = Paginator(albums, INDEX_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "albums/index.html", {"albums": page.object_list, "page": page})
 
 
 @require_safe
@@ -288,10 +300,16 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
             # An unlisted album of someone else: say no more than "taken".
             messages.error(request, f"#{canonical} is taken by an unlisted album.")
             return redirect("albums:album-add")
+        if wait := check_user_rate_limit(scope="album_create", user=request.user):
+            messages.error(request, wait_message(wait, what="new albums"))
+            return redirect("albums:album-add")
         try:
             album = services.create_album(owner=request.user, hashtag=canonical, written=written)
         except services.AlbumExists as exc:
             return redirect(exc.album)
+        except services.QuotaReached as exc:
+            messages.error(request, str(exc))
+            return redirect("albums:album-add")
         messages.success(request, f"Created #{album.hashtag}. The first pictures arrive with the next fetch.")
         return redirect("albums:dashboard")
     context = {
@@ -306,12 +324,17 @@ def add_album_confirm(request: HttpRequest, hashtag: str) -> HttpResponse:
 @login_required
 @require_POST
 def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
-    album = album_for_request(request, hashtag)
     if request.POST.get("follow") == "0":
-        services.unfollow(album=album, user=request.user)
-        messages.success(request, f"You no longer follow #{album.hashtag}.")
-    else:
+        # Leaving always works, even an album one may no longer see (its link was rotated).
+        if followed := services.unfollow_hashtag(hashtag=canonical_hashtag(hashtag), user=request.user):
+            messages.success(request, f"You no longer follow #{followed}.")
+        return redirect("albums:dashboard")
+    album = album_for_request(request, hashtag)
+    try:
         services.follow(album=album, user=request.user)
+    except services.QuotaReached as exc:
+        messages.error(request, str(exc))
+    else:
         messages.success(request, f"You follow #{album.hashtag}: its milestone emails come to you too.")
     query = key_query(request, album)
     return redirect(album.get_absolute_url() + (f"?{query}" if query else ""))
@@ -331,7 +354,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .annotate(picture_count=Picture.objects.visible_count(album="album_id"))
         .order_by("album__hashtag")
     )
-    return render(request, "albums/dashboard.html", {"owned": owned, "followed": followed})
+    context = {
+        "owned": Paginator(owned, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("owned")),
+        "followed": Paginator(followed, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("followed")),
+    }
+    return render(request, "albums/dashboard.html", context)
 
 
 @login_required
@@ -346,8 +373,13 @@ def album_action(request: HttpRequest, hashtag: str, action: str) -> HttpRespons
         moderation.resume(albums=Album.objects.filter(pk=album.pk), by=request.user)
         messages.success(request, f"Fetching #{album.hashtag} resumes when it is next due.")
     elif action == "rotate-link":
-        services.rotate_secret(album=album)
-        messages.success(request, f"#{album.hashtag} has a new secret link; the old one no longer works.")
+        _, dropped = services.rotate_secret(album=album)
+        ended = (
+            f" {dropped} follower{'s' if dropped != 1 else ''} no longer see{'s' if dropped == 1 else ''} it."
+            if dropped
+            else ""
+        )
+        messages.success(request, f"#{album.hashtag} has a new secret link; the old one no longer works.{ended}")
     elif action == "settings":
         form = AlbumSettingsForm(request.POST)
         if not form.is_valid():

@@ -153,9 +153,9 @@ def trust_device(*, response: HttpResponse, email: str) -> None:
     )
 
 
-def wait_message(seconds: int) -> str:
+def wait_message(seconds: int, *, what: str = "attempts") -> str:
     minutes = max(1, math.ceil(seconds / 60))
-    return f"Too many attempts. Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
+    return f"Too many {what}. Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
 
 
 def register(*, email: str, password: str, send_activation) -> User | None:

@@ -41,7 +41,7 @@ ConflictSerializer = inline_serializer(
 ERROR_DESCRIPTIONS = {
     400: "Invalid input: a message per field (or `detail`).",
     401: "Not signed in: send `Authorization: Bearer <token>` or a session cookie.",
-    403: "Signed in, but only the album's owner (or staff) may do this.",
+    403: "Signed in, but not allowed: only the album's owner (or staff) may do this, or a quota is reached.",
     404: "No such album or picture, or not one you may see (unlisted albums need `?key=`).",
     409: "An album for this hashtag exists already.",
     429: "Too many requests: wait for the number of seconds in `Retry-After`.",
