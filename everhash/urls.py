@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
@@ -18,7 +20,9 @@ urlpatterns = [
 ]
 
 if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
-    # Development only: media from the local folder. Production serves it from S3 or nginx.
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+    # Development only: renditions and collages from the local folder (production: S3 or nginx).
+    # Never originals/: they are served by pictures.views.original, which checks who may see them.
+    for _public in ("renditions/", "collages/"):
+        urlpatterns += static(settings.MEDIA_URL + _public, document_root=Path(settings.MEDIA_ROOT) / _public)
 
 handler404 = "albums.views.page_not_found"

@@ -129,7 +129,7 @@ class PictureSerializer(serializers.Serializer):
             "alt_text": row["alt_text"],
             "width": width,
             "height": height,
-            "original": {"url": media(row["original_key"]), "width": width, "height": height},
+            "original": {"url": links.original(row["id"]), "width": width, "height": height},
             "renditions": {
                 name: {"url": media(rendition["key"]), "width": rendition["width"], "height": rendition["height"]}
                 for name in RENDITION_NAMES
@@ -147,11 +147,16 @@ class PictureLinks:
         self.media = media_urls(request)
         self.zone = timezone.get_current_timezone()
         self._api = origin(request) + reverse("api:picture-detail", args=[0]).removesuffix("0/")
+        self._original = origin(request) + reverse("pictures:picture-original", args=[0]).removesuffix("0/original")
         key = link_key(request, album)
         self._query = f"?{urlencode({'key': key})}" if key else ""
 
     def picture(self, pk: int) -> str:
         return f"{self._api}{pk}/{self._query}"
+
+    def original(self, pk: int) -> str:
+        """The access-checked address of an original (pictures.views.original): never the storage's."""
+        return f"{self._original}{pk}/original{self._query}"
 
 
 # --- Cursor pagination ---------------------------------------------------------------------------

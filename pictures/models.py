@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Coalesce, Lower
+from django.urls import reverse
 from django.utils import timezone
 
 from albums.models import Album
@@ -107,7 +108,9 @@ class Picture(models.Model):
         """A rendition's url, width and height (the original when the rendition is missing)."""
         rendition = self.rendition(name)
         if rendition is None:
-            return {"url": self.storage_url(self.original_key), "width": self.width, "height": self.height}
+            # The original has no public address: its access-checked view (pictures.views.original).
+            url = reverse("pictures:picture-original", args=[self.pk])
+            return {"url": url, "width": self.width, "height": self.height}
         return {"url": self.storage_url(rendition["key"]), "width": rendition["width"], "height": rendition["height"]}
 
     @property

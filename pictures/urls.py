@@ -5,6 +5,7 @@ from pictures import views
 app_name = "pictures"
 
 urlpatterns = [
+    path("picture/<int:picture_id>/original", views.original, name="picture-original"),
     path("album/<str:hashtag>/hidden/", views.hidden, name="hidden"),
     path(
         "album/<str:hashtag>/pictures/<int:picture_id>/hide/",

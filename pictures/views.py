@@ -9,15 +9,16 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from albums.access import managed_album_for_request
+from albums.access import managed_album_for_request, request_key
 from albums.models import Album
 from pictures import moderation
 from pictures.models import BlockedAuthor, BlockedWord, Picture
+from pictures.storage import content_type, private_url, read_file
 
 PAGE_SIZE = 60
 
@@ -121,3 +122,31 @@ def unblock_word(request: HttpRequest, hashtag: str, word_id: int) -> HttpRespon
     moderation.unblock_word(word=blocked.word, album=album, by=request.user)
     messages.success(request, f"“{blocked.word}” is no longer blocked in #{album.hashtag}.")
     return redirect(_hidden_url(album))
+
+
+# Seconds a browser may keep an original: a picture hidden since is not shown for longer than this.
+ORIGINAL_MAX_AGE = 300
+
+
+@require_safe
+def original(request: HttpRequest, picture_id: int) -> HttpResponse:
+    """A picture's original, for whoever may see the picture right now: originals have no public
+    address (docs/storage.md). The album's access rule (Album.can_see, with the visitor's `?key=`),
+    and a hidden or pending picture only for the album's owner and staff; a 404 for anyone else.
+    On S3, a redirect to a signed URL valid a few minutes; a local file is sent from here."""
+    picture = get_object_or_404(Picture.objects.select_related("album"), pk=picture_id)
+    album = picture.album
+    if not album.can_see(request.user, request_key(request)):
+        raise Http404("No such picture.")
+    if picture.status != Picture.Status.VISIBLE and not album.can_manage(request.user):
+        raise Http404("No such picture.")
+    signed = private_url(picture.original_key, seconds=ORIGINAL_MAX_AGE)
+    if signed is not None:
+        response = redirect(signed)
+    else:
+        data = read_file(picture.original_key)
+        if data is None:
+            raise Http404("No such picture.")
+        response = HttpResponse(data, content_type=content_type(picture.original_key))
+    response["Cache-Control"] = f"private, max-age={ORIGINAL_MAX_AGE}"
+    return response
