@@ -223,7 +223,7 @@ def test_a_plan_that_cannot_search_is_reported_in_xs_words(x_settings, fake_x, s
 
 
 def test_a_usage_cap_pauses_every_album_until_the_month_ends_and_healthz_says_so(
-    x_settings, fake_x, owner, sunset, client
+    x_settings, fake_x, owner, staff, sunset, client
 ):
     make_album(owner=owner, hashtag="beach")
     fake_x.fail_next("usage_cap")
@@ -242,6 +242,7 @@ def test_a_usage_cap_pauses_every_album_until_the_month_ends_and_healthz_says_so
     output = fetch_tweets("--album", "beach")
     assert output.count("UsageCapExceeded") == 1
     assert len(fake_x.search_requests()) == 1  # no request until the cap can end
+    client.force_login(staff)  # /healthz details are for staff; the public gets status words
     health = client.get("/healthz").json()["checks"]["fetch"]
     assert health["paused_sources"][0]["kind"] == "usage_cap"
     assert "UsageCapExceeded" in health["paused_sources"][0]["message"]
