@@ -81,26 +81,6 @@ PHOTO_FILES = {
     "grass": "grass.png",
     "gravel": "gravel.png",
 }
-OP_WORDS = {
-    "greyscale": "in black and white",
-    "sepia": "in sepia",
-    "brighten": "brightened",
-    "darken": "darkened",
-    "contrast-up": "with more contrast",
-    "contrast-down": "with faded contrast",
-    "blur": "blurred",
-    "sharpen": "sharpened",
-    "invert": "with inverted colours",
-    "mirror": "mirrored",
-    "rotate90": "turned a quarter clockwise",
-    "rotate180": "upside down",
-    "rotate270": "turned a quarter anticlockwise",
-    "crop-centre": "cropped to the centre",
-    "crop-top-left": "cropped to the top left",
-    "crop-top-right": "cropped to the top right",
-    "crop-bottom-left": "cropped to the bottom left",
-    "crop-bottom-right": "cropped to the bottom right",
-}
 
 # The distinct pictures of #everhashdemo: (photo, operations). The colour
 # photos carry most variants; the greyscale textures only get geometric ones
@@ -226,6 +206,10 @@ class Sample:
     # Recipes ---------------------------------------------------------------
 
     def add_variant(self, photo: str, ops: list[str]) -> str:
+        from everhash.testing.edits import changes
+
+        if ops and changes("+".join(ops)) != ops:  # each operation must make another picture
+            raise ValueError(f"{ops} are not all edits that change a photo in everhash/testing/edits.py")
         name = variant_name(photo, ops)
         if name not in self.recipes:
             fmt = "PNG" if name in PNG else "JPEG"
@@ -282,7 +266,9 @@ class Sample:
         if self.rng.random() > 0.35:
             return ""
         subject = SUBJECTS[recipe["photo"].rsplit(".", 1)[0]][0]
-        words = [OP_WORDS[op] for op in recipe["ops"]]
+        from everhash.testing.edits import EDITS  # the catalogue's captions (sys.path: see __main__)
+
+        words = [EDITS[op].words for op in recipe["ops"]]
         return (subject[0].upper() + subject[1:] + (", " + ", ".join(words) if words else "")) + "."
 
     def likes(self) -> int:
@@ -453,5 +439,5 @@ def generate(*, pages_dir: Path = PAGES_DIR, recipes_path: Path = RECIPES) -> li
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for tweets.sample
+    sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for tweets.sample and everhash.testing
     print("\n".join(generate()))
