@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 
+import pyvips
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
@@ -58,7 +59,11 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class VerifiedImage:
-    """Pixels that decoded in full: first frame, upright, RGB on white, no metadata left on them."""
+    """Pixels that decoded in full: first frame, upright, RGB on white, no metadata left on them.
+
+    ``width`` and ``height`` are the picture's; ``image`` is the picture at that size
+    (`open_verified`) or reduced to the largest rendition's size (`open_for_renditions`).
+    """
 
     image: Image.Image
     format: str
@@ -111,6 +116,103 @@ def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> Ver
     # MPO is how Pillow names a JPEG with extra pictures appended (many phones); it is a JPEG.
     image_format = "JPEG" if opened.format == "MPO" else str(opened.format)
     return VerifiedImage(image=image, format=image_format, width=image.width, height=image.height)
+
+
+def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) -> VerifiedImage:
+    """Like `open_verified`, but decoded by libvips straight to the size of the largest rendition.
+
+    What is checked, and in which order, is the same: Pillow reads the header only (format allowlist,
+    pixel and side limits, EXIF orientation), then libvips' loader for that one format decodes the
+    first frame in full, failing on a truncated file; a JPEG is shrunk while it is decoded (DCT
+    scaling) when it is at least twice the size needed. The pixels reach Pillow as a fresh image, so
+    no metadata travels on. ``width`` and ``height`` are the whole picture's, upright.
+    """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False for untrusted images.")
+    if not data:
+        raise ImageRejected("empty", "The file is empty.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        opened = _open(data)
+        try:
+            _check_size(opened.size, max_pixels=max_pixels, max_side=max_side)
+            method = _orientation(opened)
+            image_format = "JPEG" if opened.format == "MPO" else str(opened.format)
+            stored_size, mode = opened.size, opened.mode
+        finally:
+            opened.close()
+    if mode == "CMYK":
+        # libvips colour-manages CMYK through an ICC profile; Pillow's plain conversion is what
+        # open_verified shows, so these (rare) files take the Pillow path, reduced the same way.
+        verified = open_verified(data, max_pixels=max_pixels, max_side=max_side)
+        return replace(verified, image=_render_from(verified.image, verified.image.size, RENDITIONS["large"]))
+    turned = method in _QUARTER_TURNS
+    upright = (stored_size[1], stored_size[0]) if turned else stored_size
+    (width, height), _ = _plan(upright, RENDITIONS["large"])
+    target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
+    image = _vips_decode(data, image_format, stored_size, target)
+    if method is not None:
+        image = image.transpose(method)
+    return VerifiedImage(image=image, format=image_format, width=upright[0], height=upright[1])
+
+
+_QUARTER_TURNS = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+_VIPS_LOADERS = {"JPEG": "jpegload_buffer", "PNG": "pngload_buffer", "GIF": "gifload_buffer", "WEBP": "webpload_buffer"}
+
+
+def _vips_decode(data: bytes, image_format: str, size: tuple[int, int], target: tuple[int, int]) -> Image.Image:
+    """Decode with libvips' loader for ``image_format`` only, reduced to ``target`` (Lanczos 3)."""
+    options: dict[str, object] = {"fail_on": "truncated", "access": "sequential"}
+    if image_format == "JPEG":
+        shrink = 1
+        while shrink < 8 and size[0] // (2 * shrink) >= 2 * target[0] and size[1] // (2 * shrink) >= 2 * target[1]:
+            shrink *= 2
+        options["shrink"] = shrink
+    try:
+        image = getattr(pyvips.Image, _VIPS_LOADERS[image_format])(data, **options)
+        image = _vips_rgb(image)
+        if (image.width, image.height) != target:
+            image = image.resize(
+                target[0] / image.width, vscale=target[1] / image.height, kernel="lanczos3", gap=REDUCING_GAP
+            )
+        pixels = image.write_to_memory()
+    except pyvips.Error as exc:
+        raise _vips_rejection(exc, data, image_format) from exc
+    if (image.width, image.height) != target:  # libvips rounded a side the other way: fix it in Pillow
+        return Image.frombytes("RGB", (image.width, image.height), pixels).resize(target, RESAMPLE)
+    return Image.frombytes("RGB", target, pixels)
+
+
+def _vips_rgb(image: pyvips.Image) -> pyvips.Image:
+    """8-bit sRGB, transparency flattened onto white (like _to_rgb)."""
+    if image.format != "uchar" or image.interpretation not in ("srgb", "b-w"):
+        image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
+        if image.format != "uchar":
+            image = image.cast("uchar")
+    if image.hasalpha():
+        image = image.flatten(background=[255] * (image.bands - 1))
+    if image.bands == 1:
+        image = image.bandjoin([image, image])
+    return image
+
+
+# How each format's file ends; a decoding error on a file that does not end so is a cut file.
+_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
+
+
+def _vips_rejection(exc: pyvips.Error, data: bytes, image_format: str) -> ImageRejected:
+    text = f"{exc.message} {exc.detail}".lower()
+    trailer = _TRAILERS.get(image_format)
+    if trailer is not None and not data.rstrip(b"\0").endswith(trailer):
+        return ImageRejected("truncated", "The image file is incomplete.")
+    if any(words in text for words in ("truncat", "premature", "end of file", "unexpected end", "not enough data")):
+        return ImageRejected("truncated", "The image file is incomplete.")
+    return ImageRejected("decode", "The image data is damaged.")
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
@@ -246,24 +348,53 @@ RENDITIONS: dict[str, Spec] = {
 
 
 def make_renditions(verified: VerifiedImage) -> dict[str, tuple[bytes, int, int]]:
-    """Every rendition in RENDITIONS as ``name -> (jpeg, width, height)``.
+    """Every rendition in RENDITIONS as ``name -> (jpeg, width, height)``, made by libvips.
 
     Biggest first, each from the smallest whole-picture image already made that is still
     DERIVE_GAP times bigger than needed: resizing 12 megapixels once, not four times, is most
-    of the saving over rendering each size from the original.
+    of the saving over rendering each size from the original. Sizes are `_plan`'s, exactly.
     """
-    original = verified.image.size
-    sources: list[Image.Image] = []  # whole-picture renditions made so far, biggest first
+    original = (verified.width, verified.height)  # the image itself may be a reduced copy
+    image = verified.image if verified.image.mode == "RGB" else verified.image.convert("RGB")
+    base = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
+    sources: list[pyvips.Image] = []  # whole-picture renditions made so far, biggest first
     made: dict[str, tuple[bytes, int, int]] = {}
     for name, spec in sorted(RENDITIONS.items(), key=lambda item: -_output_pixels(original, item[1])):
         needed = _needed_scale(original, spec)
         bigger = (s for s in reversed(sources) if s.width / original[0] >= needed * DERIVE_GAP)
-        source = next(bigger, verified.image)
-        rendition = _render_from(source, original, spec)
+        source = next(bigger, base)
+        rendition = _render_vips(source, original, spec)
         if not spec.crop and rendition is not source:
             sources.append(rendition)
-        made[name] = (encode_jpeg(rendition), rendition.width, rendition.height)
+        made[name] = (_encode_vips(rendition), rendition.width, rendition.height)
     return {name: made[name] for name in RENDITIONS}
+
+
+def _render_vips(source: pyvips.Image, original: tuple[int, int], spec: Spec) -> pyvips.Image:
+    """`_render_from` in libvips (Lanczos 3), kept in memory as the source of smaller renditions.
+
+    A crop spec scales the whole source to cover the box, then takes the centre (the box is
+    centred); when libvips would round a side the other way, Pillow renders that one exactly.
+    """
+    out, box = _plan(original, spec)
+    scale = out[0] / ((box[2] - box[0]) * source.width / original[0])
+    vscale = out[1] / ((box[3] - box[1]) * source.height / original[1])
+    if out == (source.width, source.height) and not spec.crop:
+        return source
+    resized = source.resize(scale, vscale=vscale, kernel="lanczos3")
+    left, top = (resized.width - out[0]) // 2, (resized.height - out[1]) // 2
+    if spec.crop and left >= 0 and top >= 0:
+        resized = resized.crop(left, top, *out)
+    if (resized.width, resized.height) != out:
+        pillow = Image.frombytes("RGB", (source.width, source.height), source.write_to_memory())
+        exact = _render_from(pillow, original, spec)
+        return pyvips.Image.new_from_memory(exact.tobytes(), exact.width, exact.height, 3, "uchar")
+    return resized.copy_memory()
+
+
+def _encode_vips(image: pyvips.Image) -> bytes:
+    """JPEG bytes carrying pixels only (keep="none"); the same pixels always give the same bytes."""
+    return image.jpegsave_buffer(Q=JPEG_QUALITY, optimize_coding=True, keep="none")
 
 
 def _output_pixels(size: tuple[int, int], spec: Spec) -> int:

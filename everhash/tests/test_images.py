@@ -16,6 +16,7 @@ from everhash.lib.images import (
     Spec,
     encode_jpeg,
     make_renditions,
+    open_for_renditions,
     open_verified,
     parse_spec,
     render,
@@ -61,9 +62,16 @@ def close_to(pixel: tuple[int, ...], colour: tuple[int, ...], tolerance: int = 1
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 
 
-def reject_reason(data: bytes, **limits) -> str:
+@pytest.fixture(params=["pillow", "libvips"])
+def opener(request):
+    """Both ways in: the full decode (open_verified) and the libvips one renditions use; every
+    guarantee of this section holds for each."""
+    return open_verified if request.param == "pillow" else open_for_renditions
+
+
+def reject_reason(opener, data: bytes, **limits) -> str:
     with pytest.raises(ImageRejected) as caught:
-        open_verified(data, **({"max_pixels": LIMIT} | limits))
+        opener(data, **({"max_pixels": LIMIT} | limits))
     assert str(caught.value)  # plain English for the fetch log
     return caught.value.reason
 
@@ -82,127 +90,127 @@ def gif_frames(count: int, size: tuple[int, int] = (32, 32)) -> bytes:
     ("fmt", "mode"),
     [("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGB"), ("PNG", "P"), ("GIF", "P"), ("WEBP", "RGB")],
 )
-def test_it_opens_each_allowed_format_as_rgb(fmt, mode):
+def test_it_opens_each_allowed_format_as_rgb(fmt, mode, opener):
     image = bands(120, 80).convert(mode)
-    verified = open_verified(encode(image, fmt), max_pixels=LIMIT)
+    verified = opener(encode(image, fmt), max_pixels=LIMIT)
     assert (verified.format, verified.width, verified.height) == (fmt, 120, 80)
     assert verified.image.mode == "RGB"
     assert close_to(verified.image.getpixel((60, 40)), image.convert("RGB").getpixel((60, 40)), tolerance=40)
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "PPM", "ICO", "PCX", "TGA"])
-def test_it_rejects_image_formats_outside_the_allowlist(fmt):
-    assert reject_reason(encode(bands(64, 64), fmt)) == "format"
+def test_it_rejects_image_formats_outside_the_allowlist(fmt, opener):
+    assert reject_reason(opener, encode(bands(64, 64), fmt)) == "format"
 
 
 @pytest.mark.parametrize("data", [b"<!doctype html><html><body>Not found</body></html>", b"hello", b"\x00" * 100])
-def test_it_rejects_bytes_that_are_not_an_image(data):
-    assert reject_reason(data) == "format"
+def test_it_rejects_bytes_that_are_not_an_image(data, opener):
+    assert reject_reason(opener, data) == "format"
 
 
-def test_it_rejects_empty_bytes():
-    assert reject_reason(b"") == "empty"
+def test_it_rejects_empty_bytes(opener):
+    assert reject_reason(opener, b"") == "empty"
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
-def test_it_rejects_a_file_cut_in_half(fmt):
+def test_it_rejects_a_file_cut_in_half(fmt, opener):
     data = encode(photo(400, 300), fmt)
-    assert reject_reason(data[: len(data) // 2]) == "truncated"
+    assert reject_reason(opener, data[: len(data) // 2]) == "truncated"
 
 
-def test_it_rejects_a_jpeg_cut_inside_its_header():
-    assert reject_reason(encode(photo(400, 300), "JPEG")[:40]) == "truncated"
+def test_it_rejects_a_jpeg_cut_inside_its_header(opener):
+    assert reject_reason(opener, encode(photo(400, 300), "JPEG")[:40]) == "truncated"
 
 
-def test_a_144_megapixel_header_is_rejected_before_any_decoding():
+def test_a_144_megapixel_header_is_rejected_before_any_decoding(opener):
     # Decoding would fail as "truncated": there are no pixels, so the header check came first.
-    assert reject_reason(png_header(12000, 12000)) == "too_many_pixels"
+    assert reject_reason(opener, png_header(12000, 12000)) == "too_many_pixels"
 
 
 @pytest.mark.parametrize(("size", "limits"), [((8000, 8000), {}), ((12001, 10), {}), ((900, 10), {"max_side": 800})])
-def test_it_applies_its_own_pixel_and_side_limits_from_the_header(size, limits):
-    assert reject_reason(png_header(*size), **limits) == "too_many_pixels"
+def test_it_applies_its_own_pixel_and_side_limits_from_the_header(size, limits, opener):
+    assert reject_reason(opener, png_header(*size), **limits) == "too_many_pixels"
 
 
-def test_a_large_png_inside_the_limits_is_accepted():
-    verified = open_verified(encode(Image.new("L", (8000, 3000), 200), "PNG"), max_pixels=LIMIT)
+def test_a_large_png_inside_the_limits_is_accepted(opener):
+    verified = opener(encode(Image.new("L", (8000, 3000), 200), "PNG"), max_pixels=LIMIT)
     assert (verified.width, verified.height) == (8000, 3000)
 
 
-def test_its_limits_hold_with_pillows_own_limit_switched_off(monkeypatch):
+def test_its_limits_hold_with_pillows_own_limit_switched_off(monkeypatch, opener):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    assert reject_reason(png_header(12000, 12000)) == "too_many_pixels"
+    assert reject_reason(opener, png_header(12000, 12000)) == "too_many_pixels"
 
 
-def test_pillows_decompression_bomb_warning_is_an_error_even_under_a_generous_limit():
+def test_pillows_decompression_bomb_warning_is_an_error_even_under_a_generous_limit(opener):
     # 144 MP is inside these limits, so only Pillow's warning (made an error) can stop it.
     before = list(warnings.filters)
-    assert reject_reason(png_header(12000, 12000), max_pixels=200_000_000) == "too_many_pixels"
+    assert reject_reason(opener, png_header(12000, 12000), max_pixels=200_000_000) == "too_many_pixels"
     assert warnings.filters == before
 
 
-def test_it_rejects_a_png_text_chunk_that_inflates_past_pillows_limit():
+def test_it_rejects_a_png_text_chunk_that_inflates_past_pillows_limit(opener):
     info = PngImagePlugin.PngInfo()
     info.add_text("comment", "a" * 2_000_000, zip=True)  # a few kilobytes that inflate to 2 MB
-    assert reject_reason(encode(bands(16, 16), "PNG", pnginfo=info)) == "bomb"
+    assert reject_reason(opener, encode(bands(16, 16), "PNG", pnginfo=info)) == "bomb"
 
 
-def test_it_refuses_to_run_if_truncated_images_were_switched_on(monkeypatch):
+def test_it_refuses_to_run_if_truncated_images_were_switched_on(monkeypatch, opener):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(RuntimeError):
-        open_verified(encode(bands(16, 16), "PNG"), max_pixels=LIMIT)
+        opener(encode(bands(16, 16), "PNG"), max_pixels=LIMIT)
 
 
-def test_a_500_frame_gif_yields_its_first_frame():
+def test_a_500_frame_gif_yields_its_first_frame(opener):
     data = gif_frames(500)
     assert Image.open(BytesIO(data)).n_frames == 500
-    verified = open_verified(data, max_pixels=LIMIT)
+    verified = opener(data, max_pixels=LIMIT)
     assert (verified.format, verified.width, verified.height) == ("GIF", 32, 32)
     assert verified.image.getpixel((5, 5)) == (0, 255, 0)  # palette entry 0 of frame 0
 
 
-def test_frames_after_the_first_are_never_read():
+def test_frames_after_the_first_are_never_read(opener):
     data = gif_frames(500)[:-3000]
     with pytest.raises((OSError, EOFError, struct.error)):  # walking the frames would hit the cut
         Image.open(BytesIO(data)).seek(499)
-    verified = open_verified(data, max_pixels=LIMIT)
+    verified = opener(data, max_pixels=LIMIT)
     assert verified.image.getpixel((5, 5)) == (0, 255, 0)
 
 
-def test_an_animated_webp_yields_its_first_frame():
+def test_an_animated_webp_yields_its_first_frame(opener):
     frames = [Image.new("RGB", (40, 30), colour) for colour in (RED, GREEN, BLUE)]
     data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
-    verified = open_verified(data, max_pixels=LIMIT)
+    verified = opener(data, max_pixels=LIMIT)
     assert verified.image.getpixel((20, 15)) == RED
 
 
-def test_a_multi_picture_jpeg_from_a_phone_counts_as_jpeg():
+def test_a_multi_picture_jpeg_from_a_phone_counts_as_jpeg(opener):
     data = encode(bands(60, 40, (RED,)), "MPO", save_all=True, append_images=[bands(60, 40, (BLUE,))])
-    verified = open_verified(data, max_pixels=LIMIT)
+    verified = opener(data, max_pixels=LIMIT)
     assert verified.format == "JPEG"
     assert close_to(verified.image.getpixel((30, 20)), RED)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_transparent_pixels_in_a_png_become_white(mode):
+def test_transparent_pixels_in_a_png_become_white(mode, opener):
     image = bands(60, 20).convert("RGBA")
     image.paste((0, 0, 0, 0), (0, 0, 20, 20))
-    verified = open_verified(encode(image.convert(mode), "PNG"), max_pixels=LIMIT)
+    verified = opener(encode(image.convert(mode), "PNG"), max_pixels=LIMIT)
     assert verified.image.getpixel((5, 5)) == WHITE
     assert verified.image.getpixel((50, 10)) != WHITE
 
 
-def test_the_transparent_colour_of_a_gif_becomes_white():
+def test_the_transparent_colour_of_a_gif_becomes_white(opener):
     image = bands(60, 20).quantize(4)
     transparent = image.getpixel((5, 5))
-    verified = open_verified(encode(image, "GIF", transparency=transparent), max_pixels=LIMIT)
+    verified = opener(encode(image, "GIF", transparency=transparent), max_pixels=LIMIT)
     assert verified.image.getpixel((5, 5)) == WHITE
     assert close_to(verified.image.getpixel((30, 10)), GREEN)
 
 
-def test_a_16_bit_greyscale_png_keeps_its_mid_tones():
+def test_a_16_bit_greyscale_png_keeps_its_mid_tones(opener):
     data = encode(Image.new("I;16", (20, 20), 32768), "PNG")
-    assert close_to(open_verified(data, max_pixels=LIMIT).image.getpixel((10, 10)), (128, 128, 128), tolerance=2)
+    assert close_to(opener(data, max_pixels=LIMIT).image.getpixel((10, 10)), (128, 128, 128), tolerance=2)
 
 
 def jpeg_with_metadata(image: Image.Image, orientation: int = 6) -> bytes:
@@ -214,16 +222,16 @@ def jpeg_with_metadata(image: Image.Image, orientation: int = 6) -> bytes:
     return encode(image, "JPEG", exif=exif, comment=b"taken at home", xmp=xmp)
 
 
-def test_exif_orientation_is_applied():
+def test_exif_orientation_is_applied(opener):
     # Orientation 6: the camera was turned clockwise, so the left of the stored pixels is the top.
-    verified = open_verified(jpeg_with_metadata(bands(300, 200, (RED, BLUE))), max_pixels=LIMIT)
+    verified = opener(jpeg_with_metadata(bands(300, 200, (RED, BLUE))), max_pixels=LIMIT)
     assert (verified.width, verified.height) == (200, 300)
     assert close_to(verified.image.getpixel((100, 20)), RED)
     assert close_to(verified.image.getpixel((100, 280)), BLUE)
 
 
-def test_the_verified_image_carries_no_metadata():
-    image = open_verified(jpeg_with_metadata(bands(300, 200)), max_pixels=LIMIT).image
+def test_the_verified_image_carries_no_metadata(opener):
+    image = opener(jpeg_with_metadata(bands(300, 200)), max_pixels=LIMIT).image
     assert image.info == {}
     assert dict(image.getexif()) == {}
 
