@@ -56,6 +56,7 @@ test-mariadb: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.dedupe_speed
+	$(BIN)/python -m bench.dedupe_eval
 	$(BIN)/python -m bench.collage
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.pages

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from PIL import Image
 
 from albums.models import Album
 from albums.services import pictures_changed
 from collages.services import delete_collage
 from everhash.lib.csvsafe import SafeWriter
-from everhash.lib.images import ImageRejected, make_renditions, open_verified
+from everhash.lib.images import ImageRejected, make_renditions, open_for_renditions
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
-from pictures.dedupe import SignatureIndex, compute_signature
+from pictures.dedupe import VERIFY_RENDITION, Examined, SignatureIndex, decode_view, find_duplicate
 from pictures.models import Picture
 from pictures.storage import (  # noqa: F401  (StorageUnavailable: re-exported)
     StorageUnavailable,
@@ -69,6 +70,14 @@ def load_signature_index(*, album: Album) -> SignatureIndex:
     return SignatureIndex.from_rows((pk, bytes(histogram), structure) for pk, histogram, structure in rows)
 
 
+def stored_view(picture_id: int) -> Image.Image | None:
+    """A stored picture's verification rendition (pictures/dedupe.py), or None when it is gone."""
+    renditions = Picture.objects.filter(pk=picture_id).values_list("renditions", flat=True).first() or {}
+    rendition = renditions.get(VERIFY_RENDITION)
+    data = read_file(rendition["key"]) if rendition else None
+    return decode_view(data) if data else None
+
+
 def ingest_photo(
     *,
     album: Album,
@@ -90,11 +99,12 @@ def ingest_photo(
             "duplicate", reason="same_bytes", message="the same bytes are already in the album", duplicate_of=same
         )
     try:
-        verified = open_verified(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
+        verified = open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
     except ImageRejected as exc:
         return Outcome("rejected", reason=exc.reason, message=str(exc))
-    signature = compute_signature(verified.image)
-    duplicate_of = index.find_duplicate(signature)
+    examined = Examined(verified, content_hash=content_hash)
+    signature = examined.signature
+    duplicate_of, _ = find_duplicate(index=index, candidate=examined, stored_view=stored_view)
     if duplicate_of is not None:
         return Outcome(
             "duplicate", reason="similar", message=f"looks like picture {duplicate_of}", duplicate_of=duplicate_of

@@ -110,7 +110,7 @@ _EDITS: list[Edit] = [
     Edit("resize-50-bicubic", lambda im: im.resize((max(1, im.width // 2), max(1, im.height // 2)), 3), True),
     # A different photo: the sample source's operations (one definition, used at download time too).
     *(
-        Edit(name, lambda im, op=op: op(_rgb(im)), False, colour_only=name in ("greyscale", "sepia"), words=words)
+        Edit(name, lambda im, op=op: op(_rgb(im)), False, colour_only=name == "greyscale", words=words)
         for name, words in SAMPLE_WORDS.items()
         for op in [SAMPLE_OPS[name]]
     ),

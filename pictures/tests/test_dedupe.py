@@ -1,137 +1,195 @@
-"""Duplicate detection: the labelled set of docs/dedupe.md (built by bench/dedupe_eval.py), and the
-album's signature index."""
+"""Duplicate detection: pictures edited with the shared catalogue (everhash/testing/edits.py) and
+decided by `same_picture`, the album's signature filter, and ingest deciding the same way.
+
+The whole labelled set (thousands of pairs) is bench/dedupe_eval.py; these are its hardest kinds on a
+few pictures, so that a change that breaks them fails here first.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from functools import cache
 
 import numpy as np
 import pytest
+from django.core.files.storage import default_storage
 from PIL import Image
 
-from bench.dedupe_eval import FILTERS, PHOTOS_DIR, REENCODES, RESIZES, LabelledSet, Pair, build_labelled_set
+from bench.dedupe_eval import PHOTOS_DIR, drawing, text_page
+from everhash.lib.images import ImageRejected
+from everhash.testing import edits
+from pictures import dedupe
 from pictures.dedupe import (
     HISTOGRAM_LENGTH,
     Signature,
     SignatureIndex,
     compute_signature,
-    distances,
+    decide,
+    examine,
+    same_picture,
 )
 from pictures.models import Picture
-
-Signatures = dict[str, Signature]
-
-
-@pytest.fixture(scope="module")
-def labelled() -> tuple[LabelledSet, Signatures]:
-    """The labelled set and every image's signature, computed once for this module."""
-    labelled = build_labelled_set()
-    return labelled, {key: compute_signature(image) for key, image in labelled.images.items()}
+from pictures.services import ingest_photo, load_signature_index
+from tweets.sources import Photo, Post
 
 
-def found_as_duplicate(signatures: Signatures, pair: Pair) -> bool:
-    """Stores pair.a in an album index, then asks the index about pair.b."""
-    stored = signatures[pair.a]
-    index = SignatureIndex.from_rows([(7, stored.histogram, stored.structure_hash)])
-    return index.find_duplicate(signatures[pair.b]) == 7
+def _photo(name: str) -> Image.Image:
+    with Image.open(PHOTOS_DIR / name) as image:
+        return image.convert("RGB")
 
 
-def assert_called(labelled: tuple[LabelledSet, Signatures], kind: str, *, duplicate: bool) -> None:
-    pairs, signatures = labelled[0].pairs, labelled[1]
-    chosen = [p for p in pairs if p.kind == kind and p.duplicate == duplicate]
-    assert chosen, f"no {'duplicate' if duplicate else 'distinct'} pairs of kind {kind!r}"
-    wrong = [
-        f"{p.a} vs {p.b}: {distances(signatures[p.a], signatures[p.b])}"
-        for p in chosen
-        if found_as_duplicate(signatures, p) != duplicate
-    ]
-    assert not wrong, "\n".join(wrong)
+SOURCES = {
+    "chelsea": lambda: _photo("chelsea.png"),
+    "rocket": lambda: _photo("rocket.jpg"),
+    "page": lambda: text_page(np.random.default_rng(7), (500, 650)),
+    "drawing": lambda: drawing(np.random.default_rng(8), (520, 400)),
+}
 
 
-@pytest.mark.parametrize("kind", REENCODES)
-def test_a_reencoded_copy_is_a_duplicate(labelled, kind):
-    assert_called(labelled, kind, duplicate=True)
+@cache
+def source(name: str) -> Image.Image:
+    return SOURCES[name]()
 
 
-@pytest.mark.parametrize("kind", RESIZES)
-def test_a_resized_copy_is_a_duplicate(labelled, kind):
-    assert_called(labelled, kind, duplicate=True)
+@cache
+def file(name: str, chain: str) -> bytes:
+    """The bytes of picture ``name`` after ``chain`` of catalogue edits ("original": lossless PNG)."""
+    return edits.render(source(name), chain)
 
 
-@pytest.mark.parametrize("kind", ["png-to-jpeg", "jpeg-to-png"])
-def test_a_copy_converted_between_png_and_jpeg_is_a_duplicate(labelled, kind):
-    assert_called(labelled, kind, duplicate=True)
+@cache
+def examined(name: str, chain: str) -> dedupe.Examined:
+    return examine(file(name, chain))
 
 
-@pytest.mark.parametrize("kind", FILTERS)
-def test_a_filtered_copy_is_not_a_duplicate(labelled, kind):
-    assert_called(labelled, kind, duplicate=False)
+def decided(name: str, a: str, b: str) -> dedupe.Decision:
+    """Picture ``name`` after chain ``a`` is in the album; the same after chain ``b`` arrives."""
+    return decide(examined(name, a), examined(name, b))
 
 
-def test_a_mirror_image_is_not_a_duplicate(labelled):
-    assert_called(labelled, "mirror", duplicate=False)
+def assert_same(name: str, a: str, b: str, *, same: bool) -> None:
+    decision = decided(name, a, b)
+    assert decision.same == same, f"{name}: {a} vs {b}: {decision.describe()}"
 
 
-def test_a_rotated_copy_is_not_a_duplicate(labelled):
-    assert_called(labelled, "rotate-90", duplicate=False)
+COPIES = ["jpeg-q50", "webp-q50", "png", "resize-50", "resize-12", "resize-50+webp-q75", "resize-25+png"]
+# Known limits of the method (docs/dedupe.md): strict, so that fixing one fails here and gets noticed.
+KNOWN_MISS = pytest.mark.xfail(strict=True, reason="known miss: JPEG q30 is further than the verification allows")
 
 
-@pytest.mark.parametrize("kind", ["crop-centre-80", "crop-corner-80"])
-def test_a_cropped_copy_is_not_a_duplicate(labelled, kind):
-    assert_called(labelled, kind, duplicate=False)
+@pytest.mark.parametrize("name", SOURCES)
+@pytest.mark.parametrize("copy", [*COPIES, pytest.param("jpeg-q30", marks=KNOWN_MISS)])
+def test_a_copy_a_platform_makes_is_the_same_picture(name, copy):
+    assert edits.keeps_photo(copy)
+    assert_same(name, "original", copy, same=True)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+@pytest.mark.parametrize(("a", "b"), [("webp-q75", "jpeg-q50"), ("resize-50", "jpeg-q50"), ("resize-25", "webp-q50")])
+def test_two_copies_of_one_picture_are_the_same_picture(name, a, b):
+    assert_same(name, a, b, same=True)
+
+
+EDITS = ["greyscale", "sepia", "brightness+10", "contrast+30", "blur-r2", "sharpen-r2", "mirror", "crop-centre-95"]
+
+
+@pytest.mark.parametrize("name", ["chelsea", "rocket", "page"])
+@pytest.mark.parametrize("edit", EDITS)
+def test_an_edit_is_a_different_picture(name, edit):
+    if name == "page" and edit in ("greyscale", "sepia"):
+        pytest.skip("greyscale of a black and white page changes nothing; sepia is covered on colour pictures")
+    assert not edits.keeps_photo(edit)
+    assert_same(name, "original", edit, same=False)
+
+
+@pytest.mark.parametrize("edit", [e for e in EDITS if e != "greyscale"])
+def test_an_edit_of_a_drawing_is_a_different_picture(edit):
+    assert_same("drawing", "original", edit, same=False)
+
+
+@pytest.mark.xfail(strict=True, reason="known merge: a drawing with small colour fills is close to its greyscale copy")
+def test_a_drawing_and_its_greyscale_copy_are_different_pictures():
+    assert_same("drawing", "original", "greyscale", same=False)
+
+
+@pytest.mark.parametrize("name", ["chelsea", "rocket"])
+@pytest.mark.parametrize(("edit", "copy"), [("sharpen-r2", "resize-50"), ("blur-r2", "jpeg-q70"), ("sepia", "png")])
+def test_an_edit_is_not_merged_with_a_copy_of_the_original(name, edit, copy):
+    assert_same(name, copy, edit, same=False)
+
+
+@pytest.mark.parametrize("name", ["chelsea", "drawing"])
+@pytest.mark.parametrize("edited", ["mirror+resize-25", "blur-r2+jpeg-q70", "greyscale+webp-q75"])
+def test_an_edited_copy_re_encoded_is_the_same_picture_as_that_edit(name, edited):
+    assert_same(name, edited.rsplit("+", 1)[0], edited, same=True)
+
+
+def test_the_same_bytes_are_the_same_picture_without_decoding_twice():
+    assert decided("chelsea", "png", "png") == dedupe.Decision(True, None, None)
+
+
+def test_same_picture_works_on_bytes():
+    assert same_picture(file("rocket", "original"), file("rocket", "resize-33"))
+    assert not same_picture(file("rocket", "original"), file("rocket", "rotate-90"))
+
+
+def test_same_picture_rejects_what_ingest_rejects():
+    with pytest.raises(ImageRejected):
+        same_picture(file("rocket", "original"), file("rocket", "jpeg-q85")[:500])
+
+
+def test_the_labelled_kinds_come_from_the_catalogue():
+    assert edits.changes("rotate90+brightness+30+jpeg-q70") == ["rotate90", "brightness+30"]
+    assert edits.keeps_photo("resize-50+webp-q75")
+    assert edits.keeps_photo("greyscale+png", greyscale=True)
+    assert not edits.keeps_photo("greyscale+png")
+
+
+# --- Ingest decides as same_picture does --------------------------------------------------------
+
+
+def ingest(album, data: bytes, media_key: str):
+    photo = Photo(media_key=media_key, url="sample://x", width=0, height=0)
+    post = Post(
+        id=media_key,
+        permalink=f"https://x.com/ana/status/{media_key}",
+        author_handle="ana",
+        author_name="Ana",
+        text="#sunset",
+        like_count=0,
+        posted_at=datetime(2026, 11, 20, tzinfo=UTC),
+        sensitive=False,
+        photos=(photo,),
+    )
+    index = load_signature_index(album=album)
+    return ingest_photo(album=album, source="x", post=post, photo=photo, data=data, index=index)
 
 
 @pytest.mark.parametrize(
-    "kind",
-    [
-        "mirror+sepia",
-        "crop-centre-80+greyscale",
-        "rotate-90+brightness+30",
-        "sepia vs mirror+sepia",
-        "mirror vs mirror+sepia",
-        "greyscale vs crop-centre-80+greyscale",
-        "crop-centre-80 vs crop-centre-80+greyscale",
-        "brightness+30 vs rotate-90+brightness+30",
-        "rotate-90 vs rotate-90+brightness+30",
-        "crop-centre-80 vs crop-corner-80",
-        "mirror vs rotate-90",
-        "greyscale vs sepia",
-        "blur-r3 vs sharpen",
-    ],
+    ("chain", "duplicate"), [("resize-25+png", True), ("webp-q50", True), ("sharpen-r2", False), ("blur-r2", False)]
 )
-def test_two_different_edits_of_a_photo_are_not_duplicates(labelled, kind):
-    assert_called(labelled, kind, duplicate=False)
+def test_ingest_skips_exactly_what_same_picture_calls_the_same(album, chain, duplicate):
+    first, second = file("chelsea", "jpeg-q85"), file("chelsea", chain)
+    assert same_picture(first, second) is duplicate
+
+    assert ingest(album, first, "3_1").kind == "added"
+    outcome = ingest(album, second, "3_2")
+
+    assert outcome.kind == ("duplicate" if duplicate else "added"), outcome.message
+    assert Picture.objects.filter(album=album).count() == (1 if duplicate else 2)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sepia vs sepia+jpeg-q70",
-        "mirror vs mirror+resize-50",
-        "crop-centre-80 vs crop-centre-80+jpeg-q80",
-        "greyscale vs greyscale+jpeg-q60",
-        "blur-r3 vs blur-r3+jpeg-q80",
-        "sharpen vs sharpen+resize-50",
-    ],
-)
-def test_an_edited_copy_reencoded_is_a_duplicate_of_that_edited_copy(labelled, kind):
-    assert_called(labelled, kind, duplicate=True)
+def test_ingest_verifies_against_the_stored_rendition_and_keeps_a_picture_it_cannot_verify(album):
+    first = ingest(album, file("rocket", "original"), "3_1").picture
+    default_storage.delete(first.renditions[dedupe.VERIFY_RENDITION]["key"])
+
+    outcome = ingest(album, file("rocket", "jpeg-q70"), "3_2")
+
+    assert outcome.kind == "added"
 
 
-def test_another_photo_is_not_a_duplicate(labelled):
-    assert_called(labelled, "another photo", duplicate=False)
-
-
-def test_greyscale_changes_nothing_on_a_greyscale_photo(labelled):
-    assert_called(labelled, "greyscale of a greyscale photo", duplicate=True)
-    assert_called(labelled, "crop-centre-80 vs crop-centre-80+greyscale", duplicate=True)
-
-
-def test_every_labelled_pair_is_called_as_labelled(labelled):
-    pairs, signatures = labelled[0].pairs, labelled[1]
-    assert len(pairs) > 400
-    wrong = [p for p in pairs if distances(signatures[p.a], signatures[p.b]).is_duplicate() != p.duplicate]
-    assert not wrong
+# --- The signature filter (SignatureIndex) ------------------------------------------------------
 
 
 def random_signatures(count: int, seed: int = 0) -> list[Signature]:
@@ -144,79 +202,78 @@ def random_signatures(count: int, seed: int = 0) -> list[Signature]:
     return [Signature(v.tobytes(), h.tobytes().hex()) for v, h in zip(vectors, hashes, strict=True)]
 
 
-def test_the_index_returns_the_id_of_the_duplicate_among_many(labelled):
-    labelled_set, signatures = labelled
-    stored = [(key, sig) for key, sig in signatures.items() if key.endswith("/original")]
-    # Every different picture of the set, plus unrelated ones, so that each query has many neighbours.
-    distinct = {p.b for p in labelled_set.pairs if p.a.endswith("/original") and not p.duplicate}
-    stored += [(key, signatures[key]) for key in sorted(distinct)]
+def signature(name: str, chain: str) -> Signature:
+    return examined(name, chain).signature
+
+
+def first_candidate(index: SignatureIndex, sig: Signature) -> int | None:
+    found = index.candidates(sig)
+    return found[0][0] if found else None
+
+
+def test_the_filter_finds_the_stored_original_among_many():
+    stored = [(name, signature(name, "original")) for name in SOURCES]
     stored += [(f"random/{i}", sig) for i, sig in enumerate(random_signatures(2000))]
     ids = {key: 1000 + i for i, (key, _) in enumerate(stored)}
     index = SignatureIndex.from_rows((ids[key], sig.histogram, sig.structure_hash) for key, sig in stored)
 
     assert len(index) == len(stored)
-    for photo in {key.split("/")[0] for key in labelled_set.images}:
-        assert index.find_duplicate(signatures[f"{photo}/resize-50"]) == ids[f"{photo}/original"], photo
+    for name in SOURCES:
+        assert first_candidate(index, signature(name, "resize-50")) == ids[name], name
 
 
-def test_a_picture_added_to_the_index_is_found(labelled):
-    signatures = labelled[1]
+def test_a_picture_added_to_the_index_is_a_candidate():
     index = SignatureIndex.from_rows([])
-    index.add(5, signatures["coffee/original"])
+    index.add(5, signature("chelsea", "original"))
 
     assert len(index) == 1
-    assert index.find_duplicate(signatures["coffee/jpeg-q80"]) == 5
-    assert index.find_duplicate(signatures["coffee/mirror"]) is None
+    assert first_candidate(index, signature("chelsea", "jpeg-q30")) == 5
+    assert first_candidate(index, signature("chelsea", "mirror")) is None
 
 
-def test_the_index_grows_past_its_initial_capacity(labelled):
-    signatures = labelled[1]
+def test_the_index_grows_past_its_initial_capacity():
     index = SignatureIndex(capacity=16)
-    for picture_id, signature in enumerate(random_signatures(100), start=1):
-        index.add(picture_id, signature)
-    index.add(500, signatures["rocket/original"])
+    for picture_id, sig in enumerate(random_signatures(100), start=1):
+        index.add(picture_id, sig)
+    index.add(500, signature("rocket", "original"))
 
     assert len(index) == 101
-    assert index.find_duplicate(signatures["rocket/resize-25"]) == 500
+    assert first_candidate(index, signature("rocket", "resize-25+png")) == 500
 
 
-def test_an_empty_index_finds_nothing(labelled):
-    index = SignatureIndex.from_rows([])
-
-    assert len(index) == 0
-    assert index.find_duplicate(labelled[1]["astronaut/original"]) is None
+def test_an_empty_index_has_no_candidates():
+    assert SignatureIndex.from_rows([]).candidates(signature("chelsea", "original")) == []
 
 
-def test_rows_from_the_database_load_as_stored(labelled):
+def test_rows_from_the_database_load_as_stored():
     """Database drivers may hand back a memoryview for binary columns."""
-    signature = labelled[1]["chelsea/original"]
-    index = SignatureIndex.from_rows([(42, memoryview(signature.histogram), signature.structure_hash)])
+    sig = signature("chelsea", "original")
+    index = SignatureIndex.from_rows([(42, memoryview(sig.histogram), sig.structure_hash)])
 
-    assert index.find_duplicate(labelled[1]["chelsea/jpeg-q60"]) == 42
+    assert first_candidate(index, signature("chelsea", "webp-q50")) == 42
 
 
-def test_malformed_stored_rows_are_skipped_with_a_warning(labelled, caplog):
-    signature = labelled[1]["chelsea/original"]
+def test_malformed_stored_rows_are_skipped_with_a_warning(caplog):
+    sig = signature("chelsea", "original")
     rows = [
-        (1, b"\x00" * 12, signature.structure_hash),
-        (2, signature.histogram, "not hex"),
-        (3, None, signature.structure_hash),
-        (4, signature.histogram, signature.structure_hash),
+        (1, b"\x00" * 12, sig.structure_hash),
+        (2, sig.histogram, "not hex"),
+        (3, None, sig.structure_hash),
+        (4, sig.histogram, sig.structure_hash),
     ]
     with caplog.at_level(logging.WARNING, logger="pictures.dedupe"):
         index = SignatureIndex.from_rows(rows)
 
     assert len(index) == 1
-    assert index.find_duplicate(signature) == 4
+    assert first_candidate(index, sig) == 4
     assert "skipped 3 stored signatures" in caplog.text
 
 
-def test_a_12_megapixel_photo_and_its_400x300_resize_match():
-    with Image.open(PHOTOS_DIR / "astronaut.png") as source:
-        large = source.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+def test_a_12_megapixel_photo_and_its_400x300_resize_pass_the_filter():
+    large = source("chelsea").resize((4000, 3000), Image.Resampling.BICUBIC)
     small = large.resize((400, 300), Image.Resampling.LANCZOS)
 
-    assert distances(compute_signature(large), compute_signature(small)).is_duplicate()
+    assert dedupe.distances(compute_signature(large), compute_signature(small)).passes_filter()
 
 
 def test_a_greyscale_image_not_yet_converted_to_rgb_gets_the_rgb_signature():
@@ -225,8 +282,8 @@ def test_a_greyscale_image_not_yet_converted_to_rgb_gets_the_rgb_signature():
     assert compute_signature(grey) == compute_signature(grey.convert("RGB"))
 
 
-def test_a_signature_fits_the_picture_columns(labelled):
-    signature = labelled[1]["retina/original"]
+def test_a_signature_fits_the_picture_columns():
+    sig = signature("rocket", "original")
 
-    assert len(signature.histogram) <= Picture._meta.get_field("histogram").max_length
-    assert len(signature.structure_hash) <= Picture._meta.get_field("structure_hash").max_length
+    assert len(sig.histogram) <= Picture._meta.get_field("histogram").max_length
+    assert len(sig.structure_hash) <= Picture._meta.get_field("structure_hash").max_length

@@ -204,7 +204,8 @@ def test_download_returns_decodable_image_bytes_of_the_recorded_size(downloaded)
 
 @pytest.fixture(scope="module")
 def signatures() -> dict:
-    """variant -> its dedupe signature, filled on first use and shared by the orders below."""
+    """variant -> what the dedupe computes of it (pictures.dedupe.Examined), filled on first use and
+    shared by the orders below."""
     return {}
 
 
@@ -216,7 +217,7 @@ def test_the_dedupe_keeps_every_distinct_picture_and_catches_every_copy(download
     "oldest first" is post order, so each copy must match the very original it copies;
     "newest first" is the order fetch_tweets walks the pages, where the copy arrives first.
     """
-    from pictures.dedupe import SignatureIndex, compute_signature
+    from pictures.dedupe import SignatureIndex, examine, find_duplicate
 
     posts = all_posts(hashtag)
     names = [
@@ -233,14 +234,16 @@ def test_the_dedupe_keeps_every_distinct_picture_and_catches_every_copy(download
             matched[name] = names[by_hash[digest]]
             continue
         if name not in signatures:
-            with Image.open(io.BytesIO(data)) as im:
-                signatures[name] = compute_signature(im.convert("RGB"))
-        signature = signatures[name]
-        duplicate_of = index.find_duplicate(signature)
+            signatures[name] = examine(data)
+            signatures[name].forget_image()  # keeps its two small views only
+        examined = signatures[name]
+        duplicate_of, _ = find_duplicate(
+            index=index, candidate=examined, stored_view=lambda number: signatures[names[number]].stored_view()
+        )
         if duplicate_of is not None:
             matched[name] = names[duplicate_of]
             continue
-        index.add(number, signature)
+        index.add(number, examined.signature)
         by_hash[digest] = number
         kept.append(name)
 
