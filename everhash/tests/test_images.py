@@ -10,6 +10,7 @@ from io import BytesIO
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageFile, ImageStat, PngImagePlugin
 
+from everhash.lib import images
 from everhash.lib.images import (
     RENDITIONS,
     ImageRejected,
@@ -62,11 +63,13 @@ def close_to(pixel: tuple[int, ...], colour: tuple[int, ...], tolerance: int = 1
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 
 
-@pytest.fixture(params=["pillow", "libvips"])
-def opener(request):
-    """Both ways in: the full decode (open_verified) and the libvips one renditions use; every
-    guarantee of this section holds for each."""
-    return open_verified if request.param == "pillow" else open_for_renditions
+@pytest.fixture(params=["open_verified", "open_for_renditions", "open_for_renditions-streamed"])
+def opener(request, monkeypatch):
+    """Every way in: the full decode (open_verified) and the one ingest uses (open_for_renditions),
+    also with every PNG streamed through libvips as large ones are; each guarantee holds for each."""
+    if request.param.endswith("-streamed"):
+        monkeypatch.setattr(images, "STREAM_PIXELS", 0)
+    return open_verified if request.param == "open_verified" else open_for_renditions
 
 
 def reject_reason(opener, data: bytes, **limits) -> str:
