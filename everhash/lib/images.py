@@ -12,8 +12,10 @@ a spec can never ask for a huge allocation.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -88,8 +90,9 @@ class Spec:
         return f"{self.width}x{self.height}{'!' if self.crop else ''}"
 
 
-def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> VerifiedImage:
-    """Decode the first frame of untrusted bytes, or raise ImageRejected saying why not."""
+@contextlib.contextmanager
+def _checked_header(data: bytes, *, max_pixels: int, max_side: int) -> Iterator[ImageFile.ImageFile]:
+    """The opened file, its format and size checked from the header; no pixel decoded yet."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A process-wide switch that would let half a file through as a picture: fail loudly.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False for untrusted images.")
@@ -102,19 +105,29 @@ def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> Ver
         opened = _open(data)
         try:
             _check_size(opened.size, max_pixels=max_pixels, max_side=max_side)
-            _load(opened)
-            image = _to_rgb(opened)
-            # Always end with a new image, so nothing of the file (EXIF, GPS, XMP...) travels on.
-            method = _orientation(opened)
-            if method is not None:  # not truthiness: FLIP_LEFT_RIGHT is 0
-                image = image.transpose(method)
-            elif image is opened:
-                image = image.copy()
+            yield opened
         finally:
             opened.close()
-    image.info.clear()
+
+
+def _format(opened: ImageFile.ImageFile) -> str:
     # MPO is how Pillow names a JPEG with extra pictures appended (many phones); it is a JPEG.
-    image_format = "JPEG" if opened.format == "MPO" else str(opened.format)
+    return "JPEG" if opened.format == "MPO" else str(opened.format)
+
+
+def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> VerifiedImage:
+    """Decode the first frame of untrusted bytes, or raise ImageRejected saying why not."""
+    with _checked_header(data, max_pixels=max_pixels, max_side=max_side) as opened:
+        _load(opened)
+        image = _to_rgb(opened)
+        # Always end with a new image, so nothing of the file (EXIF, GPS, XMP...) travels on.
+        method = _orientation(opened)
+        if method is not None:  # not truthiness: FLIP_LEFT_RIGHT is 0
+            image = image.transpose(method)
+        elif image is opened:
+            image = image.copy()
+        image_format = _format(opened)
+    image.info.clear()
     return VerifiedImage(image=image, format=image_format, width=image.width, height=image.height)
 
 
@@ -135,32 +148,22 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
     decoded and reduced by libvips as a stream, never whole in memory. ``width`` and ``height`` are
     the whole picture's, upright; no metadata travels on.
     """
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False for untrusted images.")
-    if not data:
-        raise ImageRejected("empty", "The file is empty.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        opened = _open(data)
-        try:
-            _check_size(opened.size, max_pixels=max_pixels, max_side=max_side)
-            method = _orientation(opened)
-            image_format = "JPEG" if opened.format == "MPO" else str(opened.format)
-            stored_size = opened.size
-            turned = method in _QUARTER_TURNS
-            upright = (stored_size[1], stored_size[0]) if turned else stored_size
-            (width, height), _ = _plan(upright, RENDITIONS["large"])
-            target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
-            if image_format == "PNG" and stored_size[0] * stored_size[1] > STREAM_PIXELS:
-                image = _vips_decode(data, image_format, target)
-            else:
-                if image_format == "JPEG":
-                    opened.draft("RGB", target)  # no smaller than target; a no-op when it cannot shrink
-                _load(opened)
-                image = _to_rgb(opened)
-                image = _vips_resize(image, target) if image.size != target else image.copy()
-        finally:
-            opened.close()
+    with _checked_header(data, max_pixels=max_pixels, max_side=max_side) as opened:
+        method = _orientation(opened)
+        image_format = _format(opened)
+        stored_size = opened.size
+        turned = method in _QUARTER_TURNS
+        upright = (stored_size[1], stored_size[0]) if turned else stored_size
+        (width, height), _ = _plan(upright, RENDITIONS["large"])
+        target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
+        if image_format == "PNG" and stored_size[0] * stored_size[1] > STREAM_PIXELS:
+            image = _vips_decode(data, image_format, target)
+        else:
+            if image_format == "JPEG":
+                opened.draft("RGB", target)  # no smaller than target; a no-op when it cannot shrink
+            _load(opened)
+            image = _to_rgb(opened)
+            image = _vips_resize(image, target) if image.size != target else image.copy()
     if method is not None:
         image = image.transpose(method)
     image.info.clear()
