@@ -149,14 +149,17 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
     the whole picture's, upright; no metadata travels on.
     """
     with _checked_header(data, max_pixels=max_pixels, max_side=max_side) as opened:
-        method = _orientation(opened)
         image_format = _format(opened)
         stored_size = opened.size
+        streamed = image_format == "PNG" and stored_size[0] * stored_size[1] > STREAM_PIXELS
+        # Pillow's getexif() decodes a whole PNG to look for an eXIf chunk after the pixels; a streamed
+        # PNG is oriented by the chunk before them only (where writers put it).
+        method = None if streamed and "exif" not in opened.info else _orientation(opened)
         turned = method in _QUARTER_TURNS
         upright = (stored_size[1], stored_size[0]) if turned else stored_size
         (width, height), _ = _plan(upright, RENDITIONS["large"])
         target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
-        if image_format == "PNG" and stored_size[0] * stored_size[1] > STREAM_PIXELS:
+        if streamed:
             image = _vips_decode(data, image_format, target)
         else:
             if image_format == "JPEG":

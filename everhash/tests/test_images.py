@@ -363,3 +363,14 @@ def test_renditions_are_the_same_bytes_every_time():
 def test_a_crop_whose_centre_rounds_outside_the_image_still_renders(size, spec):
     wanted = parse_spec(spec)
     assert render(Image.new("RGB", size), wanted).size == (wanted.width, wanted.height)
+
+
+def test_a_png_streamed_through_libvips_is_turned_upright_by_its_exif(monkeypatch):
+    # Large PNGs are streamed (never whole in memory), so only an eXIf chunk before the pixels counts.
+    monkeypatch.setattr(images, "STREAM_PIXELS", 0)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    verified = open_for_renditions(encode(bands(300, 200, (RED, BLUE)), "PNG", exif=exif), max_pixels=LIMIT)
+    assert (verified.width, verified.height) == (200, 300)
+    assert close_to(verified.image.getpixel((100, 20)), RED)
+    assert close_to(verified.image.getpixel((100, 280)), BLUE)
