@@ -94,11 +94,12 @@ def test_two_copies_of_one_picture_are_the_same_picture(name, a, b):
 EDITS = ["greyscale", "sepia", "brightness+10", "contrast+30", "blur-r2", "sharpen-r2", "mirror", "crop-centre-95"]
 
 
-@pytest.mark.parametrize("name", ["chelsea", "rocket", "page"])
-@pytest.mark.parametrize("edit", EDITS)
+# Greyscale or sepia of a black and white page changes nothing, so those two pairs are not asked.
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [(n, e) for n in ("chelsea", "rocket", "page") for e in EDITS if not (n == "page" and e in ("greyscale", "sepia"))],
+)
 def test_an_edit_is_a_different_picture(name, edit):
-    if name == "page" and edit in ("greyscale", "sepia"):
-        pytest.skip("greyscale of a black and white page changes nothing; sepia is covered on colour pictures")
     assert not edits.keeps_photo(edit)
     assert_same(name, "original", edit, same=False)
 
