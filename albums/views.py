@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
-from albums import pages, services
+from albums import pages, services, wall
 from albums.access import (
     AlbumMissing,
     album_for_request,
@@ -189,9 +189,9 @@ def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
 def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
     try:
         interval = min(max(int(request.GET.get("interval", "8")), 1), 120)
-        poll = min(max(int(request.GET.get("poll", "30")), 1), 600)
+        poll = min(max(int(request.GET.get("poll", "2")), 1), 600)
     except ValueError:
-        interval, poll = 8, 30
+        interval, poll = 8, 2
     feed_url = reverse("albums:feed", args=[album.hashtag])
     query = key_query(request, album)
     context = {
@@ -203,36 +203,31 @@ def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
     return render(request, "albums/slideshow.html", context)
 
 
-def picture_json(picture: Picture) -> dict:
-    large = picture.rendition("large") or picture.rendition("medium") or {}
-    return {
-        "id": picture.pk,
-        "author_handle": picture.author_handle,
-        "author_name": picture.author_name,
-        "permalink": picture.permalink,
-        "likes": picture.like_count,
-        "posted_at": picture.posted_at.isoformat(),
-        "added_at": picture.added_at.isoformat(),
-        "alt": picture.alt,
-        "url": absolute_url(picture.storage_url(large["key"])) if large else "",
-        "width": large.get("width", picture.width),
-        "height": large.get("height", picture.height),
-    }
-
-
 @require_safe
 @album_view("albums:feed")
 def feed(request: HttpRequest, album: Album) -> HttpResponse:
-    """The slideshow's small JSON feed: the newest pictures, or those after `?after=<id>`."""
-    etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.get('after', '')}"))
-    conditional = _conditional(request, etag, share=False)
+    """The event wall's JSON feed (albums/wall.py): the first page, `?before=<cursor>` for the
+    next, `?since=<journal>` for what changed, `?visible=<ids>` for which are still shown;
+    `?after=<id>`, the newest pictures after an id, is kept for older clients.
+
+    Conditional for everyone (it carries nothing personal): an unchanged album answers 304."""
+    etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.urlencode()}"))
+    conditional = Conditional(request, etag=etag)  # 304 for everyone; no shared body (nothing rendered)
     if answered := conditional.answer():
         return answered
-    pictures = album.pictures.visible().newest_first()
-    after = request.GET.get("after", "")
-    if after.isdigit():
-        pictures = pictures.filter(id__gt=int(after))
-    data = {"album": album.hashtag, "pictures": [picture_json(p) for p in pictures[:FEED_SIZE]]}
+    params = request.GET
+    data: dict = {"album": album.hashtag, "version": album.pictures_version}
+    if "visible" in params:
+        data["visible"] = wall.still_visible(album=album, ids=wall.parse_ids(params["visible"]))
+    elif params.get("after", "").isdigit():
+        pictures = album.pictures.visible().newest_first().filter(id__gt=int(params["after"]))
+        data["pictures"] = [wall.picture_json(p) for p in pictures[:FEED_SIZE]]
+    else:
+        data.update(wall.page(album=album, before=params.get("before", "")))
+        if params.get("since", "").isdigit():
+            data["joined"] = wall.joined_since(album=album, since=int(params["since"]))
+        if "before" not in params:
+            data["journal"] = wall.journal_position(album=album)
     return conditional.finish(JsonResponse(data))
 
 

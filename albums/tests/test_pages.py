@@ -16,7 +16,7 @@ from albums.models import Album
 from collages.models import Collage
 from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture
-from pictures.moderation import hide
+from pictures.moderation import approve, hide
 
 EVIL = '<script>alert("x")</script>'
 
@@ -155,6 +155,49 @@ def test_the_feed_returns_new_pictures_after_an_id(client, album):
     assert data["pictures"][0]["url"].startswith("http://")
     data = client.get(f"/album/sunset/feed.json?after={first.pk}").json()
     assert [p["id"] for p in data["pictures"]] == [second.pk]
+
+
+def test_the_feed_pages_through_the_whole_album_newest_first(client, album):
+    bulk_pictures(album, 120)
+    Album.objects.filter(pk=album.pk).update(pictures_version=1)
+    expected = list(album.pictures.visible().newest_first().values_list("pk", flat=True))
+    got, url = [], "/album/sunset/feed.json"
+    while url:
+        data = client.get(url).json()
+        got += [p["id"] for p in data["pictures"]]
+        url = f"/album/sunset/feed.json?before={data['next']}" if data["next"] else None
+    assert got == expected
+    # A picture arriving while the wall pages through shifts nothing: the cursor holds its place.
+    first = client.get("/album/sunset/feed.json").json()
+    make_picture(album=album, content_hash="f" * 64)
+    second = client.get(f"/album/sunset/feed.json?before={first['next']}").json()
+    assert [p["id"] for p in second["pictures"]] == expected[50:100]
+
+
+def test_the_feed_says_which_pictures_joined_and_which_are_still_visible(client, album):
+    shown, other = make_picture(album=album), make_picture(album=album)
+    waiting = make_picture(album=album, status=Picture.Status.PENDING, added_at=timezone.now() - timedelta(days=2))
+    journal = client.get("/album/sunset/feed.json").json()["journal"]
+    approve(pictures=Picture.objects.filter(pk=waiting.pk), by=album.owner)
+    hide(pictures=Picture.objects.filter(pk=shown.pk), by=album.owner)
+    data = client.get(f"/album/sunset/feed.json?since={journal}").json()
+    # Approved two days after it was added: it joins, though it is the oldest of the album.
+    assert [p["id"] for p in data["joined"]] == [waiting.pk]
+    assert data["joined"][0]["joined"] > journal
+    assert data["journal"] > journal
+    ids = f"{shown.pk},{other.pk},{waiting.pk},999999"
+    assert client.get(f"/album/sunset/feed.json?visible={ids}").json()["visible"] == sorted([other.pk, waiting.pk])
+    assert client.get(f"/album/sunset/feed.json?since={data['journal']}").json()["joined"] == []
+
+
+def test_the_feed_is_conditional_for_signed_in_people_too(client, album):
+    """A wall run from the owner's signed-in browser gets 304s as well: the feed carries nothing personal."""
+    make_picture(album=album)
+    client.force_login(album.owner)
+    etag = client.get("/album/sunset/feed.json?since=0")["ETag"]
+    assert client.get("/album/sunset/feed.json?since=0", HTTP_IF_NONE_MATCH=etag).status_code == 304
+    make_picture(album=album)
+    assert client.get("/album/sunset/feed.json?since=0", HTTP_IF_NONE_MATCH=etag).status_code == 200
 
 
 def test_pages_answer_304_to_a_matching_etag_and_change_when_pictures_change(client, album):
