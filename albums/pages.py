@@ -138,6 +138,19 @@ def album_etag(*, album: Album, extra: str = "") -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
+def neighbours(picture) -> tuple:
+    """The visible pictures just newer and just older than `picture` in its album (None at an end)."""
+    visible = picture.album.pictures.visible()
+    same_time = Q(added_at=picture.added_at)
+    newer = (
+        visible.filter(Q(added_at__gt=picture.added_at) | same_time & Q(id__gt=picture.pk))
+        .order_by("added_at", "id")
+        .first()
+    )
+    older = visible.filter(Q(added_at__lt=picture.added_at) | same_time & Q(id__lt=picture.pk)).newest_first().first()
+    return newer, older
+
+
 def visible_pictures(album: Album, order: str = "newest"):
     pictures = album.pictures.visible()
     return pictures.most_liked() if order == "liked" else pictures.newest_first()

@@ -33,6 +33,7 @@ from everhash.lib.caching import Conditional, cache_key
 from pictures import moderation
 from pictures import services as picture_services
 from pictures.models import Picture
+from pictures.storage import read_file
 from users.services import check_user_rate_limit, wait_message
 
 PAGE_SIZE = 60
@@ -180,8 +181,68 @@ def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
         "handle": page.object_list[0].author_handle,
         "author_name": page.object_list[0].author_name,
         "key_query": key_query(request, album),
+        "is_manager": album.can_manage(request.user),
     }
+    if request.GET.get("fragment") == "1":  # the next page's cards, for infinite scroll and the lightbox
+        return render(request, "albums/_grid_items.html", context)
     return render(request, "albums/by_author.html", context)
+
+
+def _visible_picture_or_404(album: Album, picture_id: int) -> Picture:
+    picture = album.pictures.visible().filter(pk=picture_id).first()
+    if picture is None:
+        raise Http404(f"#{album.hashtag} has no such picture (it may have been hidden).")
+    return picture
+
+
+@require_safe
+@album_view("albums:picture")
+def picture_page(request: HttpRequest, album: Album, picture_id: int) -> HttpResponse:
+    """One picture: large, with its attribution, a link to the post, a download and share tags."""
+    etag = quote_etag(pages.album_etag(album=album, extra=f"picture:{picture_id}"))
+    conditional = _conditional(request, etag)
+    if answered := conditional.answer():
+        return answered
+    picture = _visible_picture_or_404(album, picture_id)
+    newer, older = pages.neighbours(picture)
+    share = picture.rendition("medium") or picture.rendition("large")
+    who = picture.author_name or f"@{picture.author_handle}"
+    context = {
+        "album": album,
+        "picture": picture,
+        "newer": newer,
+        "older": older,
+        "key_query": key_query(request, album),
+        "og": _og(
+            request,
+            album,
+            title=f"Photo by {who} in {album.display_title}",
+            description=picture.alt_text or f"Posted with #{album.hashtag}, collected by everhash.",
+            path=reverse("albums:picture", args=[album.hashtag, picture.pk]),
+            cover={"url": picture.storage_url(share["key"]), "width": share["width"], "height": share["height"]}
+            if share
+            else None,
+        ),
+    }
+    return conditional.finish(render(request, "albums/picture.html", context))
+
+
+@require_GET
+@album_view("albums:picture-download")
+def picture_download(request: HttpRequest, album: Album, picture_id: int) -> HttpResponse:
+    """The picture's large rendition as a file to save (its storage may be on another origin,
+    where a link's `download` attribute is ignored)."""
+    picture = _visible_picture_or_404(album, picture_id)
+    large = picture.rendition("large") or {"key": picture.original_key}
+    data = read_file(large["key"])
+    if data is None:
+        raise Http404("The picture's file is missing.")
+    extension = large["key"].rsplit(".", 1)[-1].lower()
+    content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+    response = HttpResponse(data, content_type=content_type.get(extension, "application/octet-stream"))
+    filename = f"everhash-{album.hashtag}-{picture.pk}.{extension}"
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
 
 
 @require_safe

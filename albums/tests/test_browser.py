@@ -337,3 +337,82 @@ def swipe(page, *, from_x: int, to_x: int, y: int = 300) -> None:
         x = from_x + (to_x - from_x) * step / 5
         session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
     session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+# --- Browsing ------------------------------------------------------------------------------
+
+
+def test_the_lightbox_goes_through_the_whole_album_loading_further_pages(page, live_server, cats, shots):
+    more_pictures(cats, 60)  # 72 pictures: the album page shows 60
+    expected = list(cats.pictures.visible().newest_first().values_list("author_handle", flat=True))
+    page.goto(f"{live_server.url}/album/catsofeverhash/")
+    page.locator(".card a.pswp-item").first.click()
+    page.wait_for_selector("html[data-lightbox=open]")
+    dialog = page.get_by_role("dialog", name="Cats of everhash: picture viewer")
+    assert dialog.is_visible()
+    counter = page.locator(".pswp__counter")
+    assert counter.inner_text().replace(" ", "") == "1/72"
+    for n in range(2, 73):
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "n => document.querySelector('.pswp__counter').innerText.replace(/ /g, '') === n + '/72'", arg=n
+        )
+    # The last picture came from the second page, with its caption; the album does not wrap.
+    page.wait_for_function(
+        "h => document.querySelector('.pswp__caption').innerText.includes('@' + h)", arg=expected[-1]
+    )
+    page.screenshot(path=shots / "lightbox-last-desktop.jpg")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(400)
+    assert counter.inner_text().replace(" ", "") == "72/72"
+    assert page.locator(".card").count() == 72
+    assert page.errors == []
+
+
+def test_each_picture_has_a_page_with_share_tags_a_post_link_and_a_download(page, live_server, cats, shots):
+    picture = cats.pictures.visible().newest_first().first()
+    page.goto(f"{live_server.url}/album/catsofeverhash/")
+    page.locator(".card a.pswp-item").first.click()
+    page.wait_for_selector("html[data-lightbox=open]")
+    page.locator(".pswp__caption a.picture-page").click()
+    page.wait_for_url(f"{live_server.url}/album/catsofeverhash/p/{picture.pk}/")
+    page.screenshot(path=shots / "picture-desktop.jpg")
+    assert page.locator('meta[property="og:url"]').get_attribute("content") == page.url
+    image = page.locator('meta[property="og:image"]').get_attribute("content")
+    assert image.startswith(live_server.url + "/media/")
+    assert page.request.get(image).status == 200
+    assert page.get_by_role("link", name="Open the post").get_attribute("href") == picture.permalink
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == f"everhash-catsofeverhash-{picture.pk}.jpg"
+    assert Path(download.path()).read_bytes() == default_storage.open(picture.rendition("large")["key"]).read()
+    # From picture to picture without the album page.
+    page.get_by_role("link", name="Older").click()
+    older = cats.pictures.visible().newest_first()[1]
+    page.wait_for_url(f"{live_server.url}/album/catsofeverhash/p/{older.pk}/")
+    assert page.errors == []
+
+
+def test_the_author_on_a_card_opens_their_pictures_and_a_separate_link_opens_the_post(page, live_server, cats):
+    picture = cats.pictures.visible().newest_first().first()
+    page.goto(f"{live_server.url}/album/catsofeverhash/")
+    card = page.locator(".card").first
+    assert card.locator("a.post-link").get_attribute("href") == picture.permalink
+    card.locator("a.author").click()
+    page.wait_for_url(f"{live_server.url}/album/catsofeverhash/by/{picture.author_handle}/")
+    count = cats.pictures.visible().filter(author_handle=picture.author_handle).count()
+    assert page.locator(".card").count() == count
+
+
+def test_times_stay_true_in_a_page_left_open(page, live_server, cats):
+    now = timezone.now()
+    cats.pictures.update(added_at=now - timedelta(minutes=2))
+    Album.objects.filter(pk=cats.pk).update(pictures_version=F("pictures_version") + 1)
+    page.clock.install(time=now)
+    page.goto(f"{live_server.url}/album/catsofeverhash/")
+    added = page.locator(".card .times time").nth(1)
+    assert added.inner_text() == "2 minutes ago"
+    page.clock.run_for("11:00")  # eleven minutes later, the page still open
+    assert added.inner_text() == "13 minutes ago"
+    assert added.get_attribute("datetime").startswith(f"{(now - timedelta(minutes=2)):%Y-%m-%dT%H:%M}")

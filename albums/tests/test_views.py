@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
 from albums.models import Album
 from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture
+from pictures.moderation import hide
 
 
 def test_the_index_lists_public_albums_only(client, owner):
@@ -67,3 +71,36 @@ def test_pages_of_pictures_link_to_each_other(client, album):
     body = client.get("/album/sunset/").content.decode()
     assert "?page=2" in body
     assert client.get("/album/sunset/?page=2").status_code == 200
+
+
+def test_a_picture_page_shows_only_a_visible_picture_of_an_album_the_visitor_may_see(client, owner, other, settings):
+    album = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
+    picture = make_picture(album=album, like_count=1)
+    hidden = make_picture(album=album, status=Picture.Status.HIDDEN)
+    url = f"/album/hush/p/{picture.pk}/"
+    assert client.get(url).status_code == 404  # a stranger without the key
+    client.force_login(other)
+    assert client.get(url).status_code == 404
+    response = client.get(f"{url}?key={album.secret}")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "1 like<" in body and "1 likes" not in body
+    # Links inside the unlisted album keep its key; the share URL is absolute and carries it too.
+    assert f'/album/hush/p/{picture.pk}/download/?key={album.secret}"' in body
+    assert f'og:url" content="{settings.EVERHASH_SITE_URL}{url}?key={album.secret}">' in body
+    assert client.get(f"/album/hush/p/{hidden.pk}/?key={album.secret}").status_code == 404
+    assert client.get(f"/album/HUSH/p/{picture.pk}/").status_code == 301
+
+
+def test_a_picture_downloads_as_a_file(client, album):
+    default_storage.save("renditions/x/large.jpg", ContentFile(b"\xff\xd8large bytes"))
+    picture = make_picture(
+        album=album, renditions={"large": {"key": "renditions/x/large.jpg", "width": 9, "height": 9}}
+    )
+    response = client.get(f"/album/sunset/p/{picture.pk}/download/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert response["Content-Disposition"] == f'attachment; filename="everhash-sunset-{picture.pk}.jpg"'
+    assert response.content == b"\xff\xd8large bytes"
+    hide(pictures=Picture.objects.filter(pk=picture.pk), by=album.owner)
+    assert client.get(f"/album/sunset/p/{picture.pk}/download/").status_code == 404
