@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,6 +16,26 @@ from albums.hashtags import MAX_LENGTH, RESERVED, normalize_hashtag
 def new_secret() -> str:
     """An unguessable token for unlisted albums' links (256 random bits)."""
     return secrets.token_urlsafe(32)
+
+
+def parse_origins(value: str) -> list[str]:
+    """The origins in a list written one per line (or separated by spaces), normalised
+    (`https://example.com`); ValidationError for anything that is not a bare http(s) origin."""
+    origins = []
+    for raw in value.split():
+        parts = urlsplit(raw.strip().rstrip("/"))
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query or parts.fragment:
+            raise ValidationError(f"{raw} is not an origin: write it like https://example.com (no path).")
+        if parts.username or parts.password:
+            raise ValidationError(f"{raw} is not an origin: leave out the user name and password.")
+        origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def validate_origins(value: str) -> None:
+    parse_origins(value)
 
 
 def validate_hashtag(value: str) -> None:
@@ -118,6 +139,14 @@ class Album(models.Model):
     )
     moderation = models.CharField(max_length=10, choices=Moderation.choices, default=Moderation.AUTOMATIC)
     sensitive_media = models.CharField(max_length=10, choices=SensitiveMedia.choices, default=SensitiveMedia.HOLD)
+    frame_origins = models.TextField(
+        "sites that may show the wall",
+        max_length=2000,
+        blank=True,
+        validators=[validate_origins],
+        help_text="Origins (like https://example.com), one per line, allowed to embed the album's slideshow in a "
+        "frame. Empty: none (the default).",
+    )
     blocked_words_action = models.CharField(
         "posts with a blocked word",
         max_length=10,
@@ -197,6 +226,11 @@ class Album(models.Model):
         album's link carries its secret, or a follower who is not signed in gets a 404."""
         path = self.get_absolute_url()
         return f"{path}?key={self.secret}" if self.visibility == Album.Visibility.UNLISTED else path
+
+    @property
+    def frame_ancestors(self) -> list[str]:
+        """The origins allowed to frame the wall (stored validated, so parsing cannot fail)."""
+        return parse_origins(self.frame_origins)
 
 
 class Follower(models.Model):

@@ -21,6 +21,7 @@ urlpatterns = [
     path("album/<str:hashtag>/p/<int:picture_id>/", views.picture_page, name="picture"),
     path("album/<str:hashtag>/p/<int:picture_id>/download/", views.picture_download, name="picture-download"),
     path("album/<str:hashtag>/slideshow/", views.slideshow, name="slideshow"),
+    path("album/<str:hashtag>/qr.svg", views.qr_code, name="qr"),
     path("album/<str:hashtag>/feed.json", views.feed, name="feed"),
     path("album/<str:hashtag>/download.zip", views.download, name="download"),
     path("album/<str:hashtag>/follow/", views.follow_album, name="follow"),

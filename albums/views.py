@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
@@ -30,6 +31,7 @@ from albums.hashtags import normalize_hashtag, normalize_new_hashtag
 from albums.models import Album, Follower
 from everhash.emails import absolute_url
 from everhash.lib.caching import Conditional, cache_key
+from everhash.lib.qr import qr_svg
 from pictures import moderation
 from pictures import services as picture_services
 from pictures.models import Picture
@@ -123,6 +125,8 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
         "is_manager": album.can_manage(request.user),
         "following": following,
     }
+    if context["is_manager"] and not fragment:
+        context["pending_count"] = album.pictures.filter(status=Picture.Status.PENDING).count()
     if fragment:
         return conditional.finish(render(request, "albums/_grid_items.html", context))
     count = page.paginator.count
@@ -245,6 +249,26 @@ def picture_download(request: HttpRequest, album: Album, picture_id: int) -> Htt
     return response
 
 
+QR_TARGETS = {"album": "albums:album-detail", "wall": "albums:slideshow"}
+
+
+@require_safe
+@album_view("albums:qr")
+def qr_code(request: HttpRequest, album: Album) -> HttpResponse:
+    """A QR code (SVG) of the album's page, or of its wall with `?for=wall`, to print or put on a
+    screen. An unlisted album's code carries its secret link: whoever reached this has it (or owns it)."""
+    target = request.GET.get("for", "album")
+    if target not in QR_TARGETS:
+        raise Http404("A QR code is for the album or for its wall (?for=wall).")
+    url = absolute_url(reverse(QR_TARGETS[target], args=[album.hashtag]))
+    if album.visibility == Album.Visibility.UNLISTED:
+        url += f"?key={album.secret}"
+    title = f"QR code of the {'wall' if target == 'wall' else 'album'} {album.display_title}: {url}"
+    response = HttpResponse(qr_svg(url, title=title), content_type="image/svg+xml")
+    patch_cache_control(response, private=True, max_age=3600)
+    return response
+
+
 @require_safe
 @album_view("albums:slideshow")
 def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
@@ -261,7 +285,13 @@ def slideshow(request: HttpRequest, album: Album) -> HttpResponse:
         "interval": interval,
         "poll": poll,
     }
-    return render(request, "albums/slideshow.html", context)
+    response = render(request, "albums/slideshow.html", context)
+    if ancestors := album.frame_ancestors:
+        # The owner's sites may show the wall in a frame: the CSP names them (everhash/middleware.py),
+        # and X-Frame-Options, which cannot name an origin, steps aside.
+        response.frame_ancestors = ancestors
+        response.xframe_options_exempt = True
+    return response
 
 
 @require_safe
@@ -400,9 +430,11 @@ def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     waiting = Q(pending_media__state="waiting")  # photos fetch_tweets will try to download again
+    # Two joined counts: distinct, or each would count the other's rows too.
     owned = request.user.albums.annotate(
         picture_count=Picture.objects.visible_count(),
-        pending_photos=Count("pending_media", filter=waiting),
+        pending_photos=Count("pending_media", filter=waiting, distinct=True),
+        pending_count=Count("pictures", filter=Q(pictures__status=Picture.Status.PENDING), distinct=True),
     ).order_by("hashtag")
     followed = (
         Follower.objects.filter(user=request.user)
@@ -436,6 +468,20 @@ def album_action(request: HttpRequest, hashtag: str, action: str) -> HttpRespons
             else ""
         )
         messages.success(request, f"#{album.hashtag} has a new secret link; the old one no longer works.{ended}")
+    elif action == "moderation":
+        mode = request.POST.get("moderation")
+        if mode not in Album.Moderation.values:
+            raise Http404("Unknown moderation.")
+        Album.objects.filter(pk=album.pk).update(moderation=mode)
+        messages.success(
+            request,
+            f"New pictures of #{album.hashtag} wait for your approval."
+            if mode == Album.Moderation.APPROVE_FIRST
+            else f"New pictures of #{album.hashtag} are shown at once.",
+        )
+        return redirect(
+            request.POST.get("next") if request.POST.get("next") == album.get_absolute_url() else "albums:dashboard"
+        )
     elif action == "settings":
         form = AlbumSettingsForm(request.POST)
         if not form.is_valid():
@@ -464,7 +510,8 @@ def follower_emails(request: HttpRequest, hashtag: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def edit_album(request: HttpRequest, hashtag: str) -> HttpResponse:
     album = managed_album_for_request(request, hashtag)
-    form = AlbumEditForm(request.POST or None, initial={"title": album.title, "description": album.description})
+    initial = {"title": album.title, "description": album.description, "frame_origins": album.frame_origins}
+    form = AlbumEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         Album.objects.filter(pk=album.pk).update(**form.cleaned_data)
         messages.success(request, f"Saved #{album.hashtag}.")

@@ -4,11 +4,14 @@ Scripts run only from our own static files (no inline script, no eval), so an
 injected <script> in a caption cannot run even if escaping ever failed. Styles
 allow inline attributes because Django's admin and the API docs use them; our
 own templates do not. Images may also come from the media storage's origin (S3
-or the CDN domain), which is read from the storage itself.
+or the CDN domain), which is read from the storage itself. No other site may frame a
+page (`frame-ancestors 'none'`), except the origins a view names on its response
+(`response.frame_ancestors`: an album's wall, for the sites its owner listed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -23,7 +26,8 @@ def media_origin() -> str | None:
     return None
 
 
-def build_policy() -> str:
+def build_policy(*, frame_ancestors: Sequence[str] = ()) -> str:
+    """The policy; `frame_ancestors` are the origins that may frame the response (none by default)."""
     images = ["'self'", "data:", "blob:"]
     origin = media_origin()
     if origin:
@@ -38,7 +42,7 @@ def build_policy() -> str:
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
         "form-action": ["'self'"],
-        "frame-ancestors": ["'none'"],
+        "frame-ancestors": list(frame_ancestors) or ["'none'"],
     }
     if not settings.DEBUG and getattr(settings, "SECURE_SSL_REDIRECT", False):
         directives["upgrade-insecure-requests"] = []
@@ -62,5 +66,7 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if self.header not in response:
-            response[self.header] = self.policy()
+            # A view may let named origins frame its response (an album's wall, for its owner's sites).
+            ancestors = getattr(response, "frame_ancestors", None)
+            response[self.header] = build_policy(frame_ancestors=ancestors) if ancestors else self.policy()
         return response

@@ -334,6 +334,28 @@ def ban_author(
     return block, len(hidden)
 
 
+def pictures_a_ban_hides(*, source: str, handle: str, album: Album) -> QuerySet[Picture]:
+    """The author's pictures in the album that banning them would hide (shown or waiting)."""
+    return Picture.objects.filter(
+        album=album,
+        source=source,
+        author_handle__iexact=normalize_handle(handle),
+        status__in=(Status.VISIBLE, Status.PENDING),
+    )
+
+
+def pictures_a_ban_hid(*, source: str, handle: str, album: Album) -> QuerySet[Picture]:
+    """The pictures the author's latest ban from the album hid that are still hidden (the ones a
+    moderator hid for another reason, before or after, are not among them)."""
+    ban = (
+        ModerationAction.objects.filter(album=album, action=Kind.BAN, source=source, handle=normalize_handle(handle))
+        .order_by("-pk")
+        .first()
+    )
+    ids = ban.picture_ids if ban is not None else []
+    return Picture.objects.filter(album=album, pk__in=ids, status=Status.HIDDEN)
+
+
 def unban_author(*, source: str, handle: str, album: Album | None = None, by: User | None) -> int:
     """Lift a block (from one album, or the global one with album=None). Returns blocks removed.
 

@@ -11,8 +11,9 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from albums.access import managed_album_for_request, request_key
 from albums.models import Album
@@ -54,10 +55,16 @@ def picture_action(request: HttpRequest, hashtag: str, picture_id: int, action: 
     return redirect(album if back == "album" else _hidden_url(album))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def ban_author(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
+    """GET asks for confirmation, saying how many pictures the ban hides; POST bans."""
     album = _managed_album(request, hashtag)
     picture = _picture(album, picture_id)
+    if request.method == "GET":
+        count = moderation.pictures_a_ban_hides(
+            source=picture.source, handle=picture.author_handle, album=album
+        ).count()
+        return render(request, "pictures/ban_confirm.html", {"album": album, "picture": picture, "count": count})
     _, hidden = moderation.ban_author(source=picture.source, handle=picture.author_handle, album=album, by=request.user)
     messages.success(
         request,
@@ -71,8 +78,19 @@ def ban_author(request: HttpRequest, hashtag: str, picture_id: int) -> HttpRespo
 def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpResponse:
     album = _managed_album(request, hashtag)
     block = get_object_or_404(BlockedAuthor, pk=block_id, album=album)
+    # Read before the ban goes: the pictures it hid, to show again in the same step if asked.
+    hid = list(moderation.pictures_a_ban_hid(source=block.source, handle=block.handle, album=album))
     moderation.unban_author(source=block.source, handle=block.handle, album=album, by=request.user)
-    messages.success(request, f"@{block.handle} may appear in #{album.hashtag} again (hidden pictures stay hidden).")
+    if request.POST.get("show_again") == "on" and hid:
+        shown = moderation.unhide(pictures=Picture.objects.filter(pk__in=[p.pk for p in hid]), by=request.user)
+        messages.success(
+            request,
+            f"@{block.handle} may appear in #{album.hashtag} again; {shown} picture{pluralize(shown)} shown again.",
+        )
+    else:
+        messages.success(
+            request, f"@{block.handle} may appear in #{album.hashtag} again (hidden pictures stay hidden)."
+        )
     return redirect(_hidden_url(album))
 
 
@@ -94,7 +112,10 @@ def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
         "status": status,
         "hidden_count": counts.get(Picture.Status.HIDDEN, 0),
         "pending_count": counts.get(Picture.Status.PENDING, 0),
-        "banned": BlockedAuthor.objects.filter(album=album).order_by("handle"),
+        "banned": [
+            (block, moderation.pictures_a_ban_hid(source=block.source, handle=block.handle, album=album).count())
+            for block in BlockedAuthor.objects.filter(album=album).order_by("handle")
+        ],
         "blocked_words": BlockedWord.objects.filter(album=album).order_by("word"),
     }
     return render(request, "pictures/hidden.html", context)

@@ -4,6 +4,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from albums.models import Album
+from everhash.lib.qr import qr_svg
 from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture
 from pictures.moderation import hide
@@ -104,3 +105,70 @@ def test_a_picture_downloads_as_a_file(client, album):
     assert response.content == b"\xff\xd8large bytes"
     hide(pictures=Picture.objects.filter(pk=picture.pk), by=album.owner)
     assert client.get(f"/album/sunset/p/{picture.pk}/download/").status_code == 404
+
+
+def test_only_the_origins_the_owner_lists_may_frame_the_wall(client, owner, album):
+    response = client.get("/album/sunset/slideshow/")
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    client.force_login(owner)
+    form = {"title": "", "description": "", "frame_origins": "https://example.com/\nhttp://wall.example.org:8080"}
+    assert client.post("/accounts/albums/sunset/edit/", form).status_code == 302
+    client.logout()
+    response = client.get("/album/sunset/slideshow/")
+    policy = response["Content-Security-Policy"]
+    assert policy.endswith("frame-ancestors https://example.com http://wall.example.org:8080")
+    assert "script-src 'self'" in policy  # the rest of the policy is unchanged
+    assert not response.has_header("X-Frame-Options")
+    # Only the wall: the album page itself still refuses every frame.
+    assert "frame-ancestors 'none'" in client.get("/album/sunset/")["Content-Security-Policy"]
+
+
+def test_an_origin_must_be_an_origin(client, owner, album):
+    client.force_login(owner)
+    for bad in ("example.com", "https://example.com/path", "javascript:alert(1)", "https://u:p@example.com"):
+        response = client.post("/accounts/albums/sunset/edit/", {"frame_origins": bad})
+        assert response.status_code == 200 and "is not an origin" in response.content.decode(), bad
+    assert Album.objects.get(pk=album.pk).frame_origins == ""
+
+
+def test_the_owner_gets_an_embed_snippet_and_qr_codes_on_the_album_page(client, owner, album):
+    Album.objects.filter(pk=album.pk).update(frame_origins="https://example.com")
+    client.force_login(owner)
+    body = client.get("/album/sunset/").content.decode()
+    assert "&lt;iframe src=&quot;" not in body  # escaped once, as text to copy
+    assert '&lt;iframe src="http://127.0.0.1:8000/album/sunset/slideshow/"' in body
+    assert 'src="/album/sunset/qr.svg"' in body and 'src="/album/sunset/qr.svg?for=wall"' in body
+    client.logout()
+    assert "/album/sunset/qr.svg" not in client.get("/album/sunset/").content.decode()
+
+
+def test_the_qr_code_encodes_the_album_or_its_wall(client, owner, settings):
+    hush = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
+    assert client.get("/album/hush/qr.svg").status_code == 404
+    response = client.get(f"/album/hush/qr.svg?key={hush.secret}&for=wall")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    wall = f"{settings.EVERHASH_SITE_URL}/album/hush/slideshow/?key={hush.secret}"
+    assert response.content == qr_svg(wall, title=f"QR code of the wall #hush: {wall}")
+    assert client.get(f"/album/hush/qr.svg?key={hush.secret}&for=nothing").status_code == 404
+
+
+def test_owners_switch_approve_first_and_see_what_awaits_approval(client, owner, album):
+    make_picture(album=album, status=Picture.Status.PENDING)
+    make_picture(album=album, status=Picture.Status.PENDING)
+    client.force_login(owner)
+    assert "<strong>2</strong> pictures await approval" in client.get("/album/sunset/").content.decode()
+    assert "<strong>2</strong> await approval" in client.get("/accounts/albums/").content.decode()
+    response = client.post("/accounts/albums/sunset/moderation/", {"moderation": "approve", "next": "/album/sunset/"})
+    assert response["Location"] == "/album/sunset/"
+    assert Album.objects.get(pk=album.pk).moderation == Album.Moderation.APPROVE_FIRST
+    client.post("/accounts/albums/sunset/moderation/", {"moderation": "automatic"})
+    assert Album.objects.get(pk=album.pk).moderation == Album.Moderation.AUTOMATIC
+    assert client.post("/accounts/albums/sunset/moderation/", {"moderation": "bogus"}).status_code == 404
+
+
+def test_a_stranger_cannot_switch_moderation(client, other, album):
+    client.force_login(other)
+    assert client.post("/accounts/albums/sunset/moderation/", {"moderation": "approve"}).status_code == 404
+    assert Album.objects.get(pk=album.pk).moderation == Album.Moderation.AUTOMATIC

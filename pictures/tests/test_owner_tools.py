@@ -30,7 +30,7 @@ def test_the_owner_sees_the_tools_under_each_picture(client, owner, album):
     client.force_login(owner)
     body = client.get("/album/sunset/").content.decode()
     assert f'action="/album/sunset/pictures/{picture.pk}/hide/"' in body
-    assert f'action="/album/sunset/pictures/{picture.pk}/ban-author/"' in body
+    assert f'href="/album/sunset/pictures/{picture.pk}/ban-author/"' in body
     assert 'href="/album/sunset/hidden/"' in body
     # And in the pages infinite scroll appends.
     assert hide_url(picture) in client.get("/album/sunset/?fragment=1").content.decode()
@@ -222,3 +222,27 @@ def test_an_owner_blocks_and_unblocks_words_for_their_album(client, owner, other
     client.force_login(owner)
     client.post(f"/album/sunset/blocked-words/{blocked.pk}/remove/")
     assert not BlockedWord.objects.exists()
+
+
+def test_a_ban_asks_first_and_says_how_many_pictures_it_hides(client, owner, album):
+    chosen = make_picture(album=album, source="x", author_handle="Spammer")
+    make_picture(album=album, source="x", author_handle="spammer", status=Status.PENDING)
+    make_picture(album=album, source="x", author_handle="spammer", status=Status.HIDDEN)  # hidden already
+    client.force_login(owner)
+    page = client.get(f"/album/sunset/pictures/{chosen.pk}/ban-author/").content.decode()
+    assert "This hides <strong>2 pictures</strong> by @Spammer" in page
+    assert status_of(chosen) == Status.VISIBLE and not BlockedAuthor.objects.exists()
+
+
+def test_lifting_a_ban_shows_again_what_the_ban_hid_in_the_same_step(client, owner, album):
+    hidden_before = make_picture(album=album, source="x", author_handle="ana", status=Status.HIDDEN)
+    banned = [make_picture(album=album, source="x", author_handle="ana") for _ in range(3)]
+    client.force_login(owner)
+    client.post(f"/album/sunset/pictures/{banned[0].pk}/ban-author/")
+    block = BlockedAuthor.objects.get()
+    page = client.get("/album/sunset/hidden/").content.decode()
+    assert "Also show again the 3 pictures the ban hid" in page
+    response = client.post(f"/album/sunset/banned/{block.pk}/unban/", {"show_again": "on"}, follow=True)
+    assert "@ana may appear in #sunset again; 3 pictures shown again." in messages_of(response)
+    assert [status_of(p) for p in banned] == [Status.VISIBLE] * 3
+    assert status_of(hidden_before) == Status.HIDDEN  # hidden by hand before the ban: stays hidden
