@@ -151,6 +151,27 @@ def neighbours(picture) -> tuple:
     return newer, older
 
 
+@dataclass(frozen=True)
+class SearchReport:
+    """What an album without pictures can tell: its last search and the next one."""
+
+    where: str
+    last_run: object | None  # tweets.FetchRun, read through the album's reverse relation
+    interval_minutes: int
+
+
+def search_report(*, album: Album) -> SearchReport:
+    """The album's latest search (through `album.fetch_runs`, so this layer imports nothing of
+    tweets/) and where searches go: X when a bearer token is configured, else the bundled sample,
+    the same setting tweets.sources.get_source() chooses by."""
+    where = "X (Twitter)" if settings.EVERHASH_X_BEARER_TOKEN else "the bundled sample posts (no X token is configured)"
+    return SearchReport(
+        where=where,
+        last_run=album.fetch_runs.order_by("-started").first(),
+        interval_minutes=settings.EVERHASH_FETCH_INTERVAL_MINUTES,
+    )
+
+
 def visible_pictures(album: Album, order: str = "newest"):
     pictures = album.pictures.visible()
     return pictures.most_liked() if order == "liked" else pictures.newest_first()

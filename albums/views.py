@@ -69,11 +69,11 @@ def _og(request: HttpRequest, album: Album, *, title: str, description: str, pat
     }
 
 
-@require_safe
-def index(request: HttpRequest) -> HttpResponse:
+def _index_albums():
+    """The public albums that have pictures to show, the most active first."""
     week_ago = timezone.now() - timezone.timedelta(days=7)
     visible = Q(pictures__status=Picture.Status.VISIBLE)
-    albums = (
+    return (
         Album.objects.public()
         .select_related("collage")
         .annotate(
@@ -81,9 +81,18 @@ def index(request: HttpRequest) -> HttpResponse:
             recent_count=Picture.objects.visible_count(since=week_ago),
             last_added=Max("pictures__added_at", filter=visible),
         )
+        .filter(picture_count__gt=0)  # an empty album has nothing to show a visitor yet
         .order_by("-recent_count", "-picture_count", "hashtag")
     )
-    page = Paginator(albums, INDEX_PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _index_page(request: HttpRequest):
+    return Paginator(_index_albums(), INDEX_PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@require_safe
+def index(request: HttpRequest) -> HttpResponse:
+    page = _index_page(request)
     return render(request, "albums/index.html", {"albums": page.object_list, "page": page})
 
 
@@ -94,7 +103,10 @@ def go(request: HttpRequest) -> HttpResponse:
     try:
         hashtag = normalize_hashtag(raw)
     except ValidationError as exc:
-        return render(request, "albums/index.html", {"albums": [], "go_error": exc.messages[0], "go_value": raw})
+        # The list stays: the visitor may pick an album instead of fixing the hashtag.
+        page = _index_page(request)
+        context = {"albums": page.object_list, "page": page, "go_error": exc.messages[0], "go_value": raw}
+        return render(request, "albums/index.html", context)
     return redirect("albums:album-detail", hashtag)
 
 
@@ -131,6 +143,8 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
         return conditional.finish(render(request, "albums/_grid_items.html", context))
     count = page.paginator.count
     cover = pages.cover(album=album)
+    if not count:
+        context["search"] = pages.search_report(album=album)
     context.update(
         count=count,
         progress=pages.milestone_progress(count),
@@ -163,7 +177,7 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
         "og": _og(
             request,
             album,
-            title=f"The most popular of {album.display_title}",
+            title=f"Most popular in {album.display_title}",
             description=f"The {POPULAR_SIZE} most liked photos posted with #{album.hashtag}.",
             path=reverse("albums:popular", args=[album.hashtag]),
             cover=pages.cover(album=album),

@@ -235,10 +235,23 @@ def test_an_unknown_hashtag_offers_to_create_the_album(client, db):
 
 
 def test_the_jump_box_goes_to_the_album_or_says_what_is_wrong(client, album):
+    make_picture(album=album)
     assert client.get("/go/?hashtag=%23Sunset")["Location"] == "/album/sunset/"
     response = client.get("/go/?hashtag=sun+set")
     assert response.status_code == 200
     assert "cannot contain spaces" in response.content.decode()
+    # The album list stays under the error: the visitor may pick one instead.
+    assert 'href="/album/sunset/"' in response.content.decode()
+
+
+def test_albums_without_pictures_are_not_listed_on_the_index(client, album, owner):
+    make_album(owner=owner, hashtag="brandnew")
+    hidden_only = make_album(owner=owner, hashtag="hiddenonly")
+    make_picture(album=hidden_only, status=Picture.Status.HIDDEN)
+    make_picture(album=album)
+    body = client.get("/").content.decode()
+    assert 'href="/album/sunset/"' in body
+    assert "/album/brandnew/" not in body and "/album/hiddenonly/" not in body
 
 
 def test_the_index_shows_public_albums_most_active_first(client, owner):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from albums.models import Album
 from everhash.lib.qr import qr_svg
@@ -11,8 +14,8 @@ from pictures.moderation import hide
 
 
 def test_the_index_lists_public_albums_only(client, owner):
-    make_album(owner=owner, hashtag="sunset", title="Sunsets")
-    make_album(owner=owner, hashtag="secretparty", visibility=Album.Visibility.UNLISTED)
+    make_picture(album=make_album(owner=owner, hashtag="sunset", title="Sunsets"))
+    make_picture(album=make_album(owner=owner, hashtag="secretparty", visibility=Album.Visibility.UNLISTED))
     response = client.get("/")
     assert response.status_code == 200
     assert "Sunsets" in response.content.decode()
@@ -172,3 +175,30 @@ def test_a_stranger_cannot_switch_moderation(client, other, album):
     client.force_login(other)
     assert client.post("/accounts/albums/sunset/moderation/", {"moderation": "approve"}).status_code == 404
     assert Album.objects.get(pk=album.pk).moderation == Album.Moderation.AUTOMATIC
+
+
+def test_an_empty_album_says_when_it_was_searched_what_came_back_and_what_the_owner_can_do(client, owner):
+    album = make_album(owner=owner, hashtag="quiet", next_fetch_at=timezone.now() + timedelta(minutes=12))
+    body = client.get("/album/quiet/").content.decode()
+    assert "Not searched yet" in body and "The next search runs" in body
+    started = timezone.now() - timedelta(minutes=8)
+    album.fetch_runs.create(started=started, finished=started, posts_seen=3, duplicates=1, skipped=2)
+    Album.objects.filter(pk=album.pk).update(last_fetch_at=started)
+    make_picture(album=album, status=Picture.Status.PENDING)
+    body = client.get("/album/quiet/").content.decode()
+    assert "Last searched <time" in body and "for posts with #quiet" in body
+    assert "3 posts came back: 0 pictures added, 1 duplicate, 2 posts left out by moderation rules." in body
+    assert "What you can do" not in body  # a visitor is told when pictures come, not the owner's tools
+    client.force_login(owner)
+    body = client.get("/album/quiet/").content.decode()
+    assert "What you can do" in body
+    assert "Approve the 1 picture waiting for you" in body
+
+
+def test_someone_elses_zip_gets_a_friendly_403_in_the_site_layout(client, other, album):
+    client.force_login(other)
+    response = client.get("/album/sunset/download.zip")
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert "This is not yours to open" in body
+    assert 'class="site-header"' in body and "Only the album&#x27;s owner can download it." in body
