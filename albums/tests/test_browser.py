@@ -6,8 +6,11 @@ Set EVERHASH_SCREENSHOTS=1 to write the screenshots into docs/screenshots/ (othe
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from pictures.models import Picture
 from pictures.moderation import approve, ban_author, delete, hide, unhide
 from pictures.services import ingest_photo, load_signature_index
 from tweets.sources import Photo, Post
+from users.models import User
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
@@ -416,3 +420,190 @@ def test_times_stay_true_in_a_page_left_open(page, live_server, cats):
     page.clock.run_for("11:00")  # eleven minutes later, the page still open
     assert added.inner_text() == "13 minutes ago"
     assert added.get_attribute("datetime").startswith(f"{(now - timedelta(minutes=2)):%Y-%m-%dT%H:%M}")
+
+
+# --- Accessibility: axe-core on every page state ------------------------------------------
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    rule: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's violations on the page as it is now. axe is evaluated through the DevTools
+    protocol, which the page's CSP does not govern (it forbids inline and injected scripts)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    return page.evaluate(AXE_RUN)
+
+
+def sign_in(page, live_server, client, user) -> None:
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_every_page_state_passes_axe(browser, live_server, cats, client, size, shots):
+    viewport = PHONE if size == "phone" else DESKTOP
+    context = browser.new_context(viewport=viewport, is_mobile=size == "phone", has_touch=size == "phone")
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    picture = cats.pictures.visible().newest_first().first()
+    Album.objects.create(owner=cats.owner, hashtag="brandnew", title="Brand new")
+    more_pictures(cats, 1, status=Picture.Status.PENDING)
+    Album.objects.filter(pk=cats.pk).update(frame_origins="https://example.com")
+    failures = {}
+    # axe finds what it should: a page with no language and an image with no text fails.
+    page.set_content('<html><body><main><img src="data:,"></main></body></html>')
+    assert {"html-has-lang", "image-alt"} <= {v["rule"] for v in axe_violations(page)}
+
+    def check(state: str) -> None:
+        page.wait_for_load_state("networkidle")
+        violations = axe_violations(page)
+        if violations:
+            failures[state] = violations
+
+    def visit(state: str, path: str) -> None:
+        page.goto(live_server.url + path)
+        check(state)
+
+    visit("index", "/")
+    visit("index, bad hashtag in the Go box", "/go/?hashtag=sun+set")
+    visit("album", "/album/catsofeverhash/")
+    page.locator(".card a.pswp-item").first.click()
+    page.wait_for_selector("html[data-lightbox=open]")
+    check("album, lightbox open")
+    visit("album, most liked", "/album/catsofeverhash/?order=liked")
+    visit("popular", "/album/catsofeverhash/popular/")
+    visit("by author", f"/album/catsofeverhash/by/{picture.author_handle}/")
+    visit("picture page", f"/album/catsofeverhash/p/{picture.pk}/")
+    visit("empty album", "/album/brandnew/")
+    visit("wall", "/album/catsofeverhash/slideshow/")
+    visit("wall, empty", "/album/brandnew/slideshow/")
+    visit("404, unknown album", "/album/nosuchalbum/")
+    visit("sign in", "/accounts/login/")
+    visit("sign up", "/accounts/register/")
+    page.locator("#id_email").fill("someone@example.com")
+    page.locator("#id_password1").fill("short")
+    page.locator("#id_password2").fill("other")
+    page.get_by_role("button", name="Sign up").click()
+    check("sign up, with errors")
+    # The password rules are tied to the field: aria-describedby names a real id.
+    described = page.locator("#id_password1").get_attribute("aria-describedby")
+    assert described and all(page.locator(f"#{part}").count() == 1 for part in described.split())
+
+    sign_in(page, live_server, client, cats.owner)
+    visit("album, as its owner", "/album/catsofeverhash/")
+    if size == "desktop":
+        page.screenshot(path=shots / "album-owner-desktop.jpg", full_page=True)
+    visit("empty album, as its owner", "/album/brandnew/")
+    if size == "phone":
+        page.screenshot(path=shots / "empty-album-owner-phone.jpg", full_page=True)
+    visit("dashboard", "/accounts/albums/")
+    visit("edit album", "/accounts/albums/catsofeverhash/edit/")
+    visit("moderation page", "/album/catsofeverhash/hidden/")
+    visit("moderation page, pending", "/album/catsofeverhash/hidden/?status=pending")
+    visit("ban, confirmation", f"/album/catsofeverhash/pictures/{picture.pk}/ban-author/")
+    visit("new album", "/album/add/")
+    visit("new album, confirm", "/album/add/sunsetsforever/")
+    client.logout()
+    sign_in(page, live_server, client, User.objects.create_user("guest@example.com", "guest-password"))
+    visit("403, someone else's zip", "/album/catsofeverhash/download.zip")
+    visit("album, signed in as someone else", "/album/catsofeverhash/")
+    context.close()
+    assert failures == {}
+    assert page.errors == []
+
+
+# --- Owners ---------------------------------------------------------------------------------
+
+
+def test_the_owner_bans_an_author_after_confirming_and_lifts_the_ban_in_one_step(
+    page, live_server, cats, client, shots
+):
+    sign_in(page, live_server, client, cats.owner)
+    handle = cats.pictures.visible().newest_first().first().author_handle
+    theirs = set(cats.pictures.visible().filter(author_handle=handle).values_list("pk", flat=True))
+    page.goto(f"{live_server.url}/album/catsofeverhash/")
+    page.get_by_role("link", name=f"Ban @{handle}").first.click()
+    n = len(theirs)
+    assert f"This hides {n} picture{'s' if n != 1 else ''} by @{handle}" in page.locator("main").inner_text()
+    page.screenshot(path=shots / "ban-confirm-desktop.jpg")
+    page.get_by_role("button", name=f"Ban @{handle} and hide {n}").click()
+    page.wait_for_url(f"{live_server.url}/album/catsofeverhash/")
+    assert f"@{handle} is banned" in page.locator(".messages").inner_text()
+    assert page.locator(".card .author", has_text=f"@{handle}").count() == 0
+
+    page.goto(f"{live_server.url}/album/catsofeverhash/hidden/")
+    show_again = page.get_by_label(f"Also show again the {n} picture")
+    assert show_again.is_checked()
+    page.screenshot(path=shots / "unban-desktop.jpg")
+    page.get_by_role("button", name=f"Lift the ban on @{handle.lower()}").click()
+    assert f"{n} picture{'s' if n != 1 else ''} shown again" in page.locator(".messages").inner_text()
+    assert set(cats.pictures.visible().filter(author_handle=handle).values_list("pk", flat=True)) == theirs
+    assert page.errors == []
+
+
+def test_the_owner_gets_qr_codes_and_a_wall_that_only_their_sites_can_frame(
+    page, live_server, cats, client, shots, csp_violations
+):
+    sign_in(page, live_server, client, cats.owner)
+    with site_serving() as site, site_serving() as elsewhere:
+        page.goto(f"{live_server.url}/accounts/albums/catsofeverhash/edit/")
+        page.get_by_label("Sites that may show the wall in a frame").fill(site.origin)
+        page.get_by_role("button", name="Save").click()
+        page.goto(f"{live_server.url}/album/catsofeverhash/")
+        for name in ("QR code of the album's page", "QR code of the album's wall"):
+            qr = page.get_by_role("img", name=name)
+            qr.scroll_into_view_if_needed()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=qr.element_handle())
+        page.locator(".owner-panel").screenshot(path=shots / "owner-panel-desktop.jpg")
+        snippet = page.locator("#embed-snippet").input_value()
+        assert snippet.startswith(f'<iframe src="{live_server.url}/album/catsofeverhash/slideshow/"')
+
+        # The snippet, pasted into a page of the listed site, shows the running wall...
+        site.body = elsewhere.body = f"<!doctype html><html lang=en><title>Our event</title>{snippet}".encode()
+        page.goto(f"{site.origin}/event")
+        page.frame_locator("iframe").locator("#slide:not([hidden])").wait_for()
+        page.screenshot(path=shots / "wall-embedded-desktop.jpg")
+        # ...and any other site gets nothing (the CSP's frame-ancestors names only the listed one).
+        page.goto(f"{elsewhere.origin}/event")
+        page.wait_for_timeout(2000)
+        assert page.frame_locator("iframe").locator("#slide").count() == 0
+        # Chromium says why; this one violation is the point, so it is not counted against the test.
+        [refused] = csp_violations
+        assert f'frame-ancestors {site.origin}"' in refused
+        csp_violations.clear()
+
+
+@contextmanager
+def site_serving():
+    """Another origin on loopback (a port of its own) that serves `.body` as its one page: the owner's site."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802  (http.server's hook name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(server.body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    server.body = b""
+    server.origin = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
