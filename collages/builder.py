@@ -292,9 +292,19 @@ def compose(fmt: Format, images: Sequence[Image.Image]) -> Image.Image:
     return canvas
 
 
+# The index's tiles show the square cover at about 200 CSS pixels: 400x400 is sharp at 2x and
+# a fraction of the 1080x1080 square's bytes.
+SMALL_SQUARE = 400
+
+
 def encode(images: Sequence[Image.Image]) -> dict[str, bytes]:
-    """The JPEG of every format, by format name: the same images always give the same bytes."""
-    return {fmt.name: encode_jpeg(compose(fmt, images)) for fmt in FORMATS}
+    """The JPEG of every format, by format name, and the small square ("square-small"): the same
+    images always give the same bytes."""
+    composed = {fmt.name: compose(fmt, images) for fmt in FORMATS}
+    jpegs = {name: encode_jpeg(image) for name, image in composed.items()}
+    small = composed[SQUARE.name].resize((SMALL_SQUARE, SMALL_SQUARE), Image.Resampling.LANCZOS)
+    jpegs["square-small"] = encode_jpeg(small)
+    return jpegs
 
 
 def open_rendition(data: bytes, *, sizes: Sequence[tuple[int, int]]) -> Image.Image:

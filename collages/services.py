@@ -192,12 +192,13 @@ def _build_claimed(*, album: Album, force: bool) -> CollageResult:
 
     jpegs = builder.encode(images)
     keys = {}
-    for name, suffix in (("landscape", ""), ("square", "-square")):
+    for name, suffix in (("landscape", ""), ("square", "-square"), ("square-small", "-square-400")):
         keys[name] = f"collages/{hashlib.sha256(jpegs[name]).hexdigest()}{suffix}.jpg"
         store_file(keys[name], jpegs[name])
     values = {
         "image_key": keys["landscape"],
         "square_key": keys["square"],
+        "small_key": keys["square-small"],
         "fingerprint": signature,
         "picture_count": len(shown),
         "built_at": timezone.now(),
@@ -212,16 +213,17 @@ def _build_claimed(*, album: Album, force: bool) -> CollageResult:
             fingerprint=current.fingerprint,
             image_key=current.image_key,
             square_key=current.square_key,
+            small_key=current.small_key,
         )
         saved = bool(unchanged.update(**values))
         collage = Collage.objects.filter(album=album).first()
     if not saved:
         logger.info("Collage of #%s was changed by another run; it will be built again", album.hashtag)
         _mark_stale(album)
-        _delete_files([keys["landscape"], keys["square"]])
+        _delete_files(keys.values())
         return CollageResult(album, Outcome.CONFLICT, collage)
     if current is not None:
-        _delete_files([current.image_key, current.square_key])
+        _delete_files([current.image_key, current.square_key, current.small_key])
     _cover_changed(album)
     return CollageResult(album, Outcome.BUILT, collage)
 
@@ -281,7 +283,7 @@ def _delete(collage: Collage) -> bool:
     """Delete the row, if no other run changed it since it was read, then its unused files."""
     deleted, _ = Collage.objects.filter(pk=collage.pk, fingerprint=collage.fingerprint).delete()
     if deleted:
-        _delete_files([collage.image_key, collage.square_key])
+        _delete_files([collage.image_key, collage.square_key, collage.small_key])
         _cover_changed(collage.album)
     return bool(deleted)
 
@@ -289,7 +291,9 @@ def _delete(collage: Collage) -> bool:
 def _delete_files(keys: Iterable[str]) -> None:
     """Delete the files no collage uses (while the store is down they stay, for prune_media)."""
     delete_files(
-        key for key in set(keys) if key and not Collage.objects.filter(Q(image_key=key) | Q(square_key=key)).exists()
+        key
+        for key in set(keys)
+        if key and not Collage.objects.filter(Q(image_key=key) | Q(square_key=key) | Q(small_key=key)).exists()
     )
 
 

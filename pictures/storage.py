@@ -253,8 +253,8 @@ def referenced_keys() -> set[str]:
         keys.add(original)
         if isinstance(renditions, dict):
             keys.update(r["key"] for r in renditions.values() if isinstance(r, dict) and r.get("key"))
-    for image, square in Collage.objects.values_list("image_key", "square_key").iterator(chunk_size=2000):
-        keys.update((image, square))
+    for collage_keys in Collage.objects.values_list("image_key", "square_key", "small_key").iterator(chunk_size=2000):
+        keys.update(collage_keys)
     keys.discard("")
     return keys
 

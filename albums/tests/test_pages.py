@@ -352,3 +352,16 @@ def test_the_slideshow_page_points_at_the_feed(client, album):
     body = client.get("/album/sunset/slideshow/?interval=3&poll=2").content.decode()
     assert 'data-feed-url="/album/sunset/feed.json"' in body
     assert 'data-interval="3"' in body and 'data-poll="2"' in body
+
+
+def test_index_tiles_load_the_small_square_of_the_collage(client, album):
+    make_picture(album=album)
+    Collage.objects.create(
+        album=album,
+        image_key="collages/a.jpg",
+        square_key="collages/a-square.jpg",
+        small_key="collages/a-square-400.jpg",
+    )
+    body = client.get("/").content.decode()
+    assert 'src="/media/collages/a-square-400.jpg" width="400" height="400"' in body
+    assert "collages/a-square.jpg" not in body

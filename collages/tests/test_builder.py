@@ -111,10 +111,11 @@ def test_the_same_pictures_give_the_same_bytes():
     first = builder.encode(sources(7))
     again = builder.encode([image.copy() for image in sources(7)])
 
-    assert set(first) == {"landscape", "square"}
+    assert set(first) == {"landscape", "square", "square-small"}
     assert first == again
     assert Image.open(BytesIO(first["landscape"])).size == (1200, 630)
     assert Image.open(BytesIO(first["square"])).size == (1080, 1080)
+    assert Image.open(BytesIO(first["square-small"])).size == (400, 400)
     assert builder.encode(sources(6)) != first
 
 

@@ -75,7 +75,12 @@ def test_it_builds_a_share_image_and_a_square_from_the_most_liked_pictures(album
             data = file.read()
         assert key == f"collages/{hashlib.sha256(data).hexdigest()}{suffix}"
         assert data[:2] == b"\xff\xd8"  # JPEG
-    assert stored_collage_files() == {collage.image_key, collage.square_key}
+    # The index's tiles get a 400x400 copy of the square, a fraction of its bytes.
+    with default_storage.open(collage.small_key, "rb") as small, default_storage.open(collage.square_key, "rb") as big:
+        small_data, big_data = small.read(), big.read()
+    assert Image.open(BytesIO(small_data)).size == (400, 400)
+    assert collage.small_key.endswith("-square-400.jpg") and len(small_data) < len(big_data) / 3
+    assert stored_collage_files() == {collage.image_key, collage.square_key, collage.small_key}
     album.refresh_from_db()
     assert album.collage_stale is False
 
@@ -124,7 +129,7 @@ def test_the_same_pictures_give_the_same_bytes_and_the_same_keys(album, owner):
         assert file.read() == first_bytes
     assert (twin_collage.image_key, twin_collage.square_key) == (first.image_key, first.square_key)
     assert twin_collage.fingerprint != first.fingerprint  # other picture ids
-    assert stored_collage_files() == {first.image_key, first.square_key}
+    assert stored_collage_files() == {first.image_key, first.square_key, first.small_key}
 
 
 def test_nothing_is_rebuilt_when_nothing_changed(album, monkeypatch):
@@ -165,7 +170,7 @@ def test_hiding_a_picture_rebuilds_the_collage_without_it(album):
     assert after.fingerprint != before.fingerprint
     assert_shows(after, PALETTE[1:4])
     # The old images are gone from storage; only the new ones remain.
-    assert stored_collage_files() == {after.image_key, after.square_key}
+    assert stored_collage_files() == {after.image_key, after.square_key, after.small_key}
 
 
 def test_a_change_of_ranking_rebuilds_the_collage(album):
@@ -192,7 +197,7 @@ def test_force_rebuilds_an_unchanged_collage_under_the_same_keys(album):
         before.square_key,
         before.fingerprint,
     )
-    assert stored_collage_files() == {after.image_key, after.square_key}
+    assert stored_collage_files() == {after.image_key, after.square_key, after.small_key}
 
 
 def test_a_picture_whose_files_are_missing_is_skipped_for_the_next_one(album, caplog):
@@ -262,6 +267,7 @@ def test_an_album_without_visible_pictures_has_no_collage(album):
     assert not Collage.objects.filter(album=album).exists()
     assert not default_storage.exists(collage.image_key)
     assert not default_storage.exists(collage.square_key)
+    assert not default_storage.exists(collage.small_key)
     album.refresh_from_db()
     assert album.collage_stale is False
 

@@ -54,6 +54,7 @@ def media(album):
         album=album,
         image_key=put("collages/" + "c" * 64 + ".jpg", age_hours=100),
         square_key=put("collages/" + "c" * 64 + "-square.jpg", age_hours=100),
+        small_key=put("collages/" + "c" * 64 + "-square-400.jpg", age_hours=100),
         fingerprint="f",
     )
     orphans = {
@@ -70,7 +71,7 @@ def test_it_removes_old_unreferenced_files_and_keeps_young_referenced_and_foreig
     before = stored()
     output = prune()
     assert "Removed 3 unreferenced files (0.0 MB, 1500 bytes)" in output
-    assert "kept 7 in use and 1 younger than 24 hours; 11 scanned" in output
+    assert "kept 8 in use and 1 younger than 24 hours; 12 scanned" in output
     assert stored() == before - media["orphans"]
     assert media["young"] in stored() and media["outside"] in stored()
 
@@ -96,7 +97,7 @@ def test_referenced_files_are_never_removed_even_when_very_old(media, album):
     picture, collage = media["picture"], media["collage"]
     for key in [picture.original_key, *(r["key"] for r in picture.renditions.values())]:
         assert key in stored()
-    assert {collage.image_key, collage.square_key} <= stored()
+    assert {collage.image_key, collage.square_key, collage.small_key} <= stored()
     assert media["young"] in stored()  # 1 hour old
 
 

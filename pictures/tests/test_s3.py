@@ -46,7 +46,7 @@ def keys_of(picture: Picture) -> set[str]:
 def referenced() -> set[str]:
     keys = set().union(*(keys_of(p) for p in Picture.objects.all()))
     for collage in Collage.objects.all():
-        keys |= {collage.image_key, collage.square_key}
+        keys |= {collage.image_key, collage.square_key, collage.small_key}
     return keys
 
 
