@@ -60,6 +60,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.collage
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.pages
+	$(BIN)/python -m bench.wall
 	$(BIN)/python -m bench.production
 
 clean:

@@ -1,6 +1,6 @@
 """What open event walls cost the server: 100 simulated walls polling feed.json, served by gunicorn.
 
-    .venv/bin/python bench/wall.py               # 100 walls, 2 workers, 3 x 30 s: about 2 minutes
+    .venv/bin/python -m bench.wall               # 100 walls, 2 workers, 3 x 30 s: about 2 minutes
 
 All on 127.0.0.1 in a throwaway folder (bench/_server.py): a fresh SQLite database with one
 public album of --pictures generated pictures, gunicorn with 2 sync workers (DEBUG off). Each
@@ -33,8 +33,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import (  # noqa: E402 (bench/ is not a package)
+from bench._server import (
     HASHTAG,
     LABEL_HEADER,
     ROOT,

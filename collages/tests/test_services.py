@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
+from io import BytesIO
 
 import pytest
 import time_machine
