@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import mimetypes
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -255,10 +256,8 @@ def picture_download(request: HttpRequest, album: Album, picture_id: int) -> Htt
     data = read_file(large["key"])
     if data is None:
         raise Http404("The picture's file is missing.")
-    extension = large["key"].rsplit(".", 1)[-1].lower()
-    content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-    response = HttpResponse(data, content_type=content_type.get(extension, "application/octet-stream"))
-    filename = f"everhash-{album.hashtag}-{picture.pk}.{extension}"
+    filename = f"everhash-{album.hashtag}-{picture.pk}.{large['key'].rsplit('.', 1)[-1].lower()}"
+    response = HttpResponse(data, content_type=mimetypes.guess_type(filename)[0] or "application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
 
