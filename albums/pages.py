@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
+from pictures.models import Source
 from pictures.storage import signed_url_window
 
 CHART_DAYS = 30
@@ -162,12 +163,17 @@ class SearchReport:
 
 def search_report(*, album: Album) -> SearchReport:
     """The album's latest search (through `album.fetch_runs`, so this layer imports nothing of
-    tweets/) and where searches go: X when a bearer token is configured, else the bundled sample,
-    the same setting tweets.sources.get_source() chooses by."""
-    where = "X (Twitter)" if settings.EVERHASH_X_BEARER_TOKEN else "the bundled sample posts (no X token is configured)"
+    tweets/) and where it went: the source that run recorded; before any run, where the next one
+    goes (X when a bearer token is configured, else the bundled sample: the setting
+    tweets.registry.get_source() chooses by)."""
+    run = album.fetch_runs.order_by("-started").first()
+    if run is not None and run.source in Source.values:
+        where = Source(run.source).label
+    else:
+        where = Source.X.label if settings.EVERHASH_X_BEARER_TOKEN else f"{Source.SAMPLE.label} (no X token is set)"
     return SearchReport(
         where=where,
-        last_run=album.fetch_runs.order_by("-started").first(),
+        last_run=run,
         interval_minutes=settings.EVERHASH_FETCH_INTERVAL_MINUTES,
     )
 
