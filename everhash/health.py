@@ -1,18 +1,21 @@
 """GET /healthz: is this instance able to do its job? For load balancers and monitoring.
 
 It checks the database (a query), the media storage (a lookup in the bucket or
-the folder) and the fetch job (the age of the last successful fetch of any
-active album, and any pause of a source: X's usage cap stops every album). Any
-failing check answers 503, so a probe can alert on the status code. The public
-answer carries status words only ("ok", "failing"): error texts name hosts,
-buckets and folders, so they go to the log (logger everhash.health), and to
-signed-in staff, who get every check's details. Nothing here is cached.
+the folder), the fetch job (the age of the last successful fetch of any
+active album, and any pause of a source: X's usage cap stops every album) and,
+answered by the health instance beside the page server
+(everhash/gunicorn_health_conf.py), that the page server accepts connections.
+Any failing check answers 503, so a probe can alert on the status code. The
+public answer carries status words only ("ok", "failing"): error texts name
+hosts, buckets and folders, so they go to the log (logger everhash.health), and
+to signed-in staff, who get every check's details. Nothing here is cached.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from datetime import timedelta
 
@@ -78,13 +81,31 @@ def check_fetch() -> dict:
     return result
 
 
+def check_web() -> dict:
+    """In the health instance (everhash/gunicorn_health_conf.py): the page server still accepts
+    connections. A busy server passes (its listening socket queues the connection); a dead one
+    fails. The page server answering /healthz itself has nothing to check here."""
+    address = settings.EVERHASH_HEALTHZ_WEB_ADDRESS
+    if not address:
+        return {}
+    if address.startswith("unix:"):
+        family, target = socket.AF_UNIX, address.removeprefix("unix:")
+    else:
+        host, _, port = address.rpartition(":")
+        family, target = socket.AF_INET, (host.strip("[]") or "127.0.0.1", int(port))
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        sock.connect(target)
+    return {"address": address}
+
+
 class StaleFetch(Exception):
     def __init__(self, details: dict) -> None:
         super().__init__(f"no successful fetch for {details['age_seconds']} s (allowed {details['max_age_seconds']} s)")
         self.details = details
 
 
-CHECKS = {"database": check_database, "storage": check_storage, "fetch": check_fetch}
+CHECKS = {"database": check_database, "storage": check_storage, "fetch": check_fetch, "web": check_web}
 
 
 def run_checks() -> dict[str, dict]:

@@ -368,6 +368,9 @@ EVERHASH_FETCH_INTERVAL_MINUTES = env_int("EVERHASH_FETCH_INTERVAL_MINUTES", 20)
 EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES = env_int(
     "EVERHASH_HEALTHZ_MAX_FETCH_AGE_MINUTES", 3 * EVERHASH_FETCH_INTERVAL_MINUTES
 )
+# Set by everhash/gunicorn_health_conf.py in the health instance: the page server's address
+# (host:port or unix:/path), which /healthz then checks accepts connections. Empty: no check.
+EVERHASH_HEALTHZ_WEB_ADDRESS = env_str("EVERHASH_HEALTHZ_WEB_ADDRESS")
 
 # The X API v2 (searched through twython). Without a token the bundled sample source is used.
 EVERHASH_X_API_URL = env_str("EVERHASH_X_API_URL", "https://api.x.com").rstrip("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import timedelta
 
 import pytest
@@ -120,8 +121,22 @@ def test_the_public_answer_carries_status_words_only_and_the_log_the_details(db,
     assert response.status_code == 503
     assert response.json() == {
         "status": "failing",
-        "checks": {"database": "ok", "storage": "failing", "fetch": "ok"},
+        "checks": {"database": "ok", "storage": "failing", "fetch": "ok", "web": "ok"},
     }
     [record] = [r for r in caplog.records if r.name == "everhash.health"]
     assert "EndpointConnectionError" in record.getMessage()
     assert "127.0.0.1:9" in record.getMessage()
+
+
+def test_the_health_instance_reports_a_stopped_page_server(client, db, settings):
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        settings.EVERHASH_HEALTHZ_WEB_ADDRESS = f"127.0.0.1:{listening.getsockname()[1]}"
+        status, report = health(client)
+        assert status == 200
+        assert report["checks"]["web"]["address"] == settings.EVERHASH_HEALTHZ_WEB_ADDRESS
+    status, report = health(client)  # nothing listens there any more
+    assert status == 503
+    assert report["checks"]["web"]["ok"] is False
+    assert "ConnectionRefusedError" in report["checks"]["web"]["error"]
