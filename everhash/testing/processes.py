@@ -332,3 +332,48 @@ def new_mariadb_database(database: dict, prefix: str = "everhash_new_") -> Itera
     finally:
         drop_database(connection, name)
         connection.close()
+
+
+# --- nginx (Debian's nginx-light), in front of gunicorn as docs/deploy.rst configures it ---------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_MAIN = """
+{user}
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/client_body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    include {folder}/site.conf;
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(folder: Path, site: str, *, ports: list[int]) -> Iterator[Service]:
+    """nginx in the foreground with `site` (a sites-available file) included in a minimal http
+    block, its temporary files and log in `folder`; ready when each of `ports` accepts connections."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "site.conf").write_text(site)
+    # As root the workers would switch to "nobody", who cannot read the test's folder.
+    user = f"user {os.environ.get('USER', 'root')};" if os.geteuid() == 0 else ""
+    (folder / "nginx.conf").write_text(NGINX_MAIN.format(folder=folder, user=user))
+    command = [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
+    with Service("nginx", command, env=dict(os.environ), log=folder / "nginx.log", grace=5) as server:
+
+        def listening() -> bool:
+            server.check()
+            for port in ports:
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)):
+                        return False
+            return True
+
+        wait_for(listening, timeout=10, what=lambda: (folder / "error.log").read_text(errors="replace")[-3000:])
+        yield server
