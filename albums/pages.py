@@ -178,6 +178,15 @@ def search_report(*, album: Album) -> SearchReport:
     )
 
 
+def author_pictures(*, album: Album, handle: str):
+    """An author's visible pictures, newest first. Links carry the handle as stored: an exact
+    match, from picture_author_idx; a handle typed in another case falls back to a
+    case-insensitive match (which SQLite answers by reading every picture of the album)."""
+    pictures = album.pictures.visible().newest_first()
+    exact = pictures.filter(author_handle=handle)
+    return exact if exact.exists() else pictures.filter(author_handle__iexact=handle)
+
+
 def visible_pictures(album: Album, order: str = "newest"):
     pictures = album.pictures.visible()
     return pictures.most_liked() if order == "liked" else pictures.newest_first()

@@ -47,14 +47,18 @@ POPULAR_SIZE = 7
 FEED_SIZE = 50
 
 
-def _conditional(request: HttpRequest, etag: str, *, share: bool = True) -> Conditional:
+def _conditional(
+    request: HttpRequest, etag: str, *, share: bool = True, content_type: str | None = None
+) -> Conditional:
     """Album pages' conditional GET and page cache. Anonymous visitors share rendered pages: the ETag
     already names everything they show (the album, its pictures' version, the day, the page).
     Signed-in people always get the page: it carries their CSRF token and messages, which a
     shared or cached copy may not (no 304, no shared body)."""
     anonymous = not request.user.is_authenticated
     key = cache_key("page", request.get_host(), request.path, etag) if anonymous and share else None
-    return Conditional(request, etag=etag, key=key, seconds=pages.CACHE_SECONDS, not_modified=anonymous)
+    return Conditional(
+        request, etag=etag, key=key, seconds=pages.CACHE_SECONDS, not_modified=anonymous, content_type=content_type
+    )
 
 
 def _og(request: HttpRequest, album: Album, *, title: str, description: str, path: str, cover: dict | None) -> dict:
@@ -190,8 +194,14 @@ def popular(request: HttpRequest, album: Album) -> HttpResponse:
 @require_safe
 @album_view("albums:by-author")
 def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
-    pictures = album.pictures.visible().filter(author_handle__iexact=handle).newest_first()
-    page = Paginator(pictures, PAGE_SIZE).get_page(request.GET.get("page"))
+    page_number = request.GET.get("page", "1")
+    fragment = request.GET.get("fragment", "")
+    extra = f"author:{handle}:{page_number}:{fragment}:{request.user.pk}"
+    etag = quote_etag(pages.album_etag(album=album, extra=extra))
+    conditional = _conditional(request, etag)
+    if answered := conditional.answer():
+        return answered
+    page = Paginator(pages.author_pictures(album=album, handle=handle), PAGE_SIZE).get_page(page_number)
     if not page.paginator.count:
         raise Http404(f"@{handle} has no pictures in #{album.hashtag}.")
     context = {
@@ -203,8 +213,8 @@ def by_author(request: HttpRequest, album: Album, handle: str) -> HttpResponse:
         "is_manager": album.can_manage(request.user),
     }
     if request.GET.get("fragment") == "1":  # the next page's cards, for infinite scroll and the lightbox
-        return render(request, "albums/_grid_items.html", context)
-    return render(request, "albums/by_author.html", context)
+        return conditional.finish(render(request, "albums/_grid_items.html", context))
+    return conditional.finish(render(request, "albums/by_author.html", context))
 
 
 def _visible_picture_or_404(album: Album, picture_id: int) -> Picture:
@@ -314,9 +324,11 @@ def feed(request: HttpRequest, album: Album) -> HttpResponse:
     next, `?since=<journal>` for what changed, `?visible=<ids>` for which are still shown;
     `?after=<id>`, the newest pictures after an id, is kept for older clients.
 
-    Conditional for everyone (it carries nothing personal): an unchanged album answers 304."""
+    Conditional for everyone (it carries nothing personal): an unchanged album answers 304, and
+    the body is shared from the cache, since every screen showing the wall asks the same."""
     etag = quote_etag(pages.album_etag(album=album, extra=f"feed:{request.GET.urlencode()}"))
-    conditional = Conditional(request, etag=etag)  # 304 for everyone; no shared body (nothing rendered)
+    key = cache_key("feed", request.get_host(), request.path, etag)
+    conditional = Conditional(request, etag=etag, key=key, seconds=pages.CACHE_SECONDS, content_type="application/json")
     if answered := conditional.answer():
         return answered
     params = request.GET

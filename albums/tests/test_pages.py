@@ -146,6 +146,19 @@ def test_the_author_page_shows_only_that_authors_visible_pictures(client, album)
     assert client.get("/album/sunset/by/nobody/").status_code == 404
 
 
+def test_the_author_page_is_served_from_the_page_cache_until_the_album_changes(client, album):
+    make_picture(album=album, author_handle="ana")
+    first = client.get("/album/sunset/by/ana/")
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/album/sunset/by/ana/")
+    assert again.content == first.content and again["ETag"] == first["ETag"]
+    assert len(queries) == 1  # the album, for who may see it and the ETag
+    make_picture(album=album, author_handle="ana")
+    changed = client.get("/album/sunset/by/ana/")
+    assert changed["ETag"] != first["ETag"]
+    assert changed.content.decode().count('class="card"') == 2
+
+
 def test_the_feed_returns_new_pictures_after_an_id(client, album):
     first = make_picture(album=album, renditions=renditions_for(1))
     second = make_picture(album=album, renditions=renditions_for(2))
@@ -202,7 +215,7 @@ def test_the_feed_is_conditional_for_signed_in_people_too(client, album):
 
 def test_pages_answer_304_to_a_matching_etag_and_change_when_pictures_change(client, album):
     make_picture(album=album)
-    for url in ("/album/sunset/", "/album/sunset/feed.json", "/album/sunset/popular/"):
+    for url in ("/album/sunset/", "/album/sunset/feed.json", "/album/sunset/popular/", "/album/sunset/by/someone/"):
         first = client.get(url)
         etag = first["ETag"]
         assert client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
