@@ -10,7 +10,8 @@ What it does, all on 127.0.0.1 in a throwaway folder (deleted afterwards unless 
    rows (bench/_server.py's fill: one a minute, 500 authors, bulk INSERTs);
 2. starts gunicorn exactly as the systemd units of docs/deploy.rst do: the page server
    (`gunicorn -c python:everhash.gunicorn_conf everhash.wsgi`) with GUNICORN_WORKERS=2 (sync),
-   DEBUG off, production settings, its JSON access log on; and beside it the health instance
+   DEBUG off, production settings, its JSON access log on, one shared Redis cache
+   (EVERHASH_CACHE_URL, a private redis-server; --cache local: each worker its own); and beside it the health instance
    (`-c python:everhash.gunicorn_health_conf`), to which /healthz goes as nginx sends it
    (--no-health-instance: the page server answers /healthz itself, as before);
 3. for each client count (10, 50, 200), in alternating rounds: the trivial view (/api/v1/ping/,
@@ -41,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import multiprocessing
 import os
 import random
 import re
@@ -253,6 +255,19 @@ def main() -> int:
         action="store_true",
         help="/healthz from the page server itself (without everhash.gunicorn_health_conf beside it)",
     )
+    parser.add_argument(
+        "--cache",
+        choices=["redis", "local"],
+        default="redis",
+        help="redis: one shared cache (EVERHASH_CACHE_URL, a private redis-server); local: each worker its own",
+    )
+    parser.add_argument(
+        "--ingest",
+        type=int,
+        default=0,
+        metavar="CLIENTS",
+        help="then the mix at this many clients alone, with fetch_tweets ingesting, and with it at nice 10",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, logs) afterwards")
     args = parser.parse_args()
     levels = [int(n) for n in args.clients.split(",")]
@@ -260,8 +275,14 @@ def main() -> int:
     began = datetime.now(UTC)
     newest = began.replace(second=0, microsecond=0) - timedelta(minutes=1)
     start = newest - timedelta(seconds=60 * (args.pictures - 1) + 30)
-    with throwaway_folder(args.keep, prefix="everhash-load-") as folder, mariadb_database() as db_name:
+    with (
+        throwaway_folder(args.keep, prefix="everhash-load-") as folder,
+        mariadb_database() as db_name,
+        shared_cache(folder, enabled=args.cache == "redis") as cache_url,
+    ):
         env = {**server_environment(folder), "GUNICORN_WORKERS": str(args.workers), "LOG_LEVEL": "WARNING"}
+        if cache_url:
+            env["EVERHASH_CACHE_URL"] = cache_url
         if db_name:
             env["DB_NAME"] = db_name
         if args.threads:
@@ -271,9 +292,12 @@ def main() -> int:
             env, ["-c", "python:everhash.gunicorn_conf"], log=folder / "gunicorn.log", bind_variable="GUNICORN_BIND"
         )
         with server, health_instance(env, folder, server.port, enabled=not args.no_health_instance) as health:
-            report = asyncio.run(measure(server.port, health.port if health else server.port, args, levels))
+            ports = (server.port, health.port if health else server.port)
+            report = asyncio.run(measure(*ports, args, levels))
+            if args.ingest:
+                report["ingest"] = asyncio.run(measure_ingest(*ports, args, env, folder))
         times = server_times(folder / "gunicorn.log")
-        database = "MariaDB" if db_name else "SQLite"
+        database = ("MariaDB" if db_name else "SQLite") + (", Redis cache" if cache_url else ", per-worker cache")
     print(
         f"{args.pictures:,} pictures in one album, gunicorn -c python:everhash.gunicorn_conf, {args.workers} workers"
         f"{f' x {args.threads} threads' if args.threads else ''}, {database}, DEBUG off; "
@@ -288,8 +312,101 @@ def main() -> int:
     for kind, values in sorted(times.items()):
         values.sort()
         print(f"| {kind} | {len(values):,} | {ms(values)} | {ms(values, 0.99)} |")
+    if args.ingest:
+        print(report["ingest"])
     print(f"\n{began:%Y-%m-%d %H:%M} UTC; {machine()}")
     return 1 if report["failures"] else 0
+
+
+@contextlib.contextmanager
+def shared_cache(folder: Path, *, enabled: bool):
+    """A private redis-server for EVERHASH_CACHE_URL (the shared cache of docs/deploy.rst), or None."""
+    if not enabled:
+        yield None
+        return
+    with processes.redis_server(folder) as (url, _):
+        yield url
+
+
+INGEST_PICTURES = 300  # bench/ingest.py's generated photos, 0.3 to 12 megapixels
+CREATE_ALBUM = """
+import django
+django.setup()
+import sys
+from albums.models import Album
+from users.models import User
+Album.objects.create(owner=User.objects.get(email="bench@example.com"), hashtag=sys.argv[1], title="Ingesting")
+"""
+
+
+def _serve_fake_x_api(folder: Path, hashtag: str, connection, stop) -> None:
+    """In a process of its own, so serving photos over TLS does not slow this load generator."""
+    from bench import ingest
+
+    pictures, manifest = ingest.load_pictures(INGEST_PICTURES, lambda line: print(f"# {line}", file=sys.stderr))
+    with ingest.fake_x_api(folder, pictures, manifest["pictures"], tags=(hashtag,)) as (api_url, ca_path):
+        connection.send((api_url, ca_path))
+        stop.wait()
+
+
+@contextlib.contextmanager
+def fake_x_api_process(folder: Path, hashtag: str):
+    """bench/ingest.py's fake X API with its 300 photos under `hashtag`; yields (URL, CA path)."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    stop = context.Event()
+    server = context.Process(target=_serve_fake_x_api, args=(folder, hashtag, sending, stop), daemon=True)
+    server.start()
+    try:
+        if not receiving.poll(300):
+            raise RuntimeError("the fake X API did not start within 300 s")
+        yield receiving.recv()
+    finally:
+        stop.set()
+        server.join(30)
+        if server.is_alive():
+            server.kill()
+
+
+@contextlib.contextmanager
+def ingesting(env: dict[str, str], folder: Path, *, hashtag: str, nice: int):
+    """`manage.py fetch_tweets` storing bench/ingest.py's 300 photos into a new album `hashtag`
+    from a loopback fake X API, started at `nice` as cron would run it; yields a dict that gets
+    the run's seconds and stored pictures when it is stopped (or has finished)."""
+    from bench import ingest  # numpy, Pillow: only when ingesting
+
+    processes.run_python(env, CREATE_ALBUM, hashtag)
+    with fake_x_api_process(folder, hashtag) as (api_url, ca_path):
+        fetch_env = {
+            **env,
+            "EVERHASH_X_API_URL": api_url,
+            "EVERHASH_X_BEARER_TOKEN": ingest.BEARER,
+            "EVERHASH_CA_BUNDLE": ca_path,
+            "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
+            "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
+            "EVERHASH_MAX_IMAGE_PIXELS": str(ingest.MAX_IMAGE_PIXELS),
+            "EVERHASH_MAX_IMAGE_BYTES": str(ingest.MAX_IMAGE_BYTES),
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": str(folder / "mail"),
+        }
+        command = ["nice", "-n", str(nice), sys.executable, "manage.py", "fetch_tweets", "--album", hashtag]
+        command += ["--max-pages", "10"]
+        run: dict = {"nice": nice}
+        started = time.perf_counter()
+        fetch = processes.Service("fetch_tweets", command, env=fetch_env, log=folder / f"{hashtag}.log")
+        try:
+            yield run
+        finally:
+            run["running"] = fetch.process.poll() is None
+            fetch.stop()
+            run["seconds"] = time.perf_counter() - started
+            stored = processes.run_python(
+                env,
+                "import django, sys; django.setup(); from pictures.models import Picture; "
+                "print(Picture.objects.filter(album__hashtag=sys.argv[1]).count())",
+                hashtag,
+            )
+            run["stored"] = int(stored.strip())
 
 
 def health_instance(env: dict[str, str], folder: Path, web_port: int, *, enabled: bool):
@@ -302,6 +419,33 @@ def health_instance(env: dict[str, str], folder: Path, web_port: int, *, enabled
         log=folder / "health.log",
         bind_variable="GUNICORN_HEALTH_BIND",
     )
+
+
+async def measure_ingest(port: int, health_port: int, args: argparse.Namespace, env: dict, folder: Path) -> str:
+    """The mix at --ingest clients alone, then with fetch_tweets ingesting at nice 0, then at nice 10."""
+    mix = Mix(seed=21)
+    phase_of = functools.partial(run_phase, port, health_port=health_port, timeout=args.timeout)
+    rows = [
+        f"\nThe mix at {args.ingest} clients while `fetch_tweets` stores {INGEST_PICTURES} photos into another "
+        "album (bench/ingest.py's, from a loopback fake X API in a process of its own):\n",
+        "| fetch_tweets | req/s | p50 ms | p99 ms | errors | /healthz p50 / p99 ms | fetch ran | pictures stored |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for name, nice in (("not running", None), ("nice 0", 0), ("nice 10", 10)):
+        probe = Phase()
+        with (
+            contextlib.nullcontext({}) if nice is None else ingesting(env, folder, hashtag=f"ingest{nice}", nice=nice)
+        ) as run:
+            phase = await phase_of(clients=args.ingest, seconds=args.seconds, mix=mix, probe=probe, interval=0.5)
+        latencies, probes = phase.latencies(), probe.latencies()
+        errors = sum(not r.ok for r in [*phase.results, *probe.results])
+        fetched = f"{run['seconds']:.0f} s{' (stopped)' if run['running'] else ''}" if run else "-"
+        rows.append(
+            f"| {name} | {len(latencies) / phase.duration:,.1f} | {ms(latencies)} | {ms(latencies, 0.99)} | {errors} | "
+            f"{ms(probes)} / {ms(probes, 0.99)} | {fetched} | {run.get('stored', '-')} |"
+        )
+        print(rows[-1], file=sys.stderr)
+    return "\n".join(rows)
 
 
 async def measure(port: int, health_port: int, args: argparse.Namespace, levels: list[int]) -> dict:
