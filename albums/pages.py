@@ -12,12 +12,12 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
-from pictures.models import Source
+from pictures.models import Picture, Source
 from pictures.storage import signed_url_window
 
 CHART_DAYS = 30
@@ -87,16 +87,6 @@ def daily_chart(*, album: Album, days: int = CHART_DAYS, width: int = 300, heigh
         h = round((height - 2) * n / peak) if n else 0
         bars.append(Bar(day=start + timedelta(days=i), count=n, x=i * step, y=height - h, height=h))
     return bars
-
-
-def visible_count(*, album: Album) -> int:
-    """The album's visible pictures, counted once per album version."""
-    key = f"everhash:count:{album.pk}:{album.pictures_version}"
-    count = cache.get(key)
-    if count is None:
-        count = album.pictures.visible().count()
-        cache.set(key, count, CACHE_SECONDS)
-    return count
 
 
 def cover(*, album: Album) -> dict | None:
@@ -185,6 +175,31 @@ def author_pictures(*, album: Album, handle: str):
     pictures = album.pictures.visible().newest_first()
     exact = pictures.filter(author_handle=handle)
     return exact if exact.exists() else pictures.filter(author_handle__iexact=handle)
+
+
+def listed_albums():
+    """The index's albums: public ones, the most active this week first, with their stored count
+    (Album.visible_count), this week's count and the newest picture's time, each a subquery along
+    picture_newest_idx (an index range or a single seek per album, never the album's every row)."""
+    week_ago = timezone.now() - timedelta(days=7)
+    newest = Picture.objects.visible().filter(album=OuterRef("pk")).newest_first().values("added_at")[:1]
+    return (
+        Album.objects.public()
+        .select_related("collage")
+        .annotate(recent_count=Picture.objects.visible_count(since=week_ago), last_added=Subquery(newest))
+        .filter(visible_count__gt=0)  # an empty album has nothing to show a visitor yet
+        .order_by("-recent_count", "-visible_count", "hashtag")
+    )
+
+
+def index_etag(*, extra: str = "") -> str:
+    """A validator for the index: what it shows of each public album (a change to one moves its
+    `pictures_version`: pictures, cover), the minute (the week's counts and "updated 3 minutes
+    ago" move on with time), the signed media URLs' window and `extra` (the page number). One
+    small query, no picture row."""
+    albums = list(Album.objects.public().order_by("pk").values_list("pk", "hashtag", "title", "pictures_version"))
+    parts = [albums, timezone.now().replace(second=0, microsecond=0), signed_url_window(), extra]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
 def visible_pictures(album: Album, order: str = "newest"):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from albums.hashtags import hashtag_as_written, normalize_hashtag
 from albums.models import Album, Follower, Milestone, new_secret
 from albums.signals import milestone_reached
+from pictures.models import Picture
 
 logger = logging.getLogger("everhash.milestones")
 
@@ -22,12 +23,16 @@ logger = logging.getLogger("everhash.milestones")
 CLAIM_TIMEOUT = timedelta(minutes=10)
 
 
-def pictures_changed(*, album_ids) -> None:
-    """The album's pictures changed (added, moderated, deleted, likes): mark the collage stale and
-    bump the version that every cached page and ETag of the album follows. One UPDATE, no read."""
+def pictures_changed(*, album_ids, collage_stale: bool = True) -> None:
+    """The album's pictures changed (added, moderated, deleted, likes): mark the collage stale,
+    bump the version that every cached page and ETag of the album follows, and recount the
+    visible pictures kept on the album (an index range scan in the same UPDATE, so pages and
+    lists of albums never count rows). One UPDATE, no read."""
     album_ids = list(album_ids)
     if album_ids:
-        Album.objects.filter(pk__in=album_ids).bump_version()
+        Album.objects.filter(pk__in=album_ids).bump_version(
+            collage_stale=collage_stale, visible_count=Picture.objects.visible_count()
+        )
 
 
 def record_milestones(*, album: Album) -> list[Milestone]:

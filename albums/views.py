@@ -9,11 +9,10 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header, quote_etag
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
@@ -74,31 +73,18 @@ def _og(request: HttpRequest, album: Album, *, title: str, description: str, pat
     }
 
 
-def _index_albums():
-    """The public albums that have pictures to show, the most active first."""
-    week_ago = timezone.now() - timezone.timedelta(days=7)
-    visible = Q(pictures__status=Picture.Status.VISIBLE)
-    return (
-        Album.objects.public()
-        .select_related("collage")
-        .annotate(
-            picture_count=Picture.objects.visible_count(),
-            recent_count=Picture.objects.visible_count(since=week_ago),
-            last_added=Max("pictures__added_at", filter=visible),
-        )
-        .filter(picture_count__gt=0)  # an empty album has nothing to show a visitor yet
-        .order_by("-recent_count", "-picture_count", "hashtag")
-    )
-
-
 def _index_page(request: HttpRequest):
-    return Paginator(_index_albums(), INDEX_PAGE_SIZE).get_page(request.GET.get("page"))
+    return Paginator(pages.listed_albums(), INDEX_PAGE_SIZE).get_page(request.GET.get("page", "1"))
 
 
 @require_safe
 def index(request: HttpRequest) -> HttpResponse:
+    page_number = request.GET.get("page", "1")
+    conditional = _conditional(request, quote_etag(pages.index_etag(extra=page_number)))
+    if answered := conditional.answer():
+        return answered
     page = _index_page(request)
-    return render(request, "albums/index.html", {"albums": page.object_list, "page": page})
+    return conditional.finish(render(request, "albums/index.html", {"albums": page.object_list, "page": page}))
 
 
 @require_safe
@@ -131,7 +117,7 @@ def album_detail(request: HttpRequest, album: Album) -> HttpResponse:
         return answered
 
     paginator = Paginator(pages.visible_pictures(album, order), PAGE_SIZE)
-    paginator.count = pages.visible_count(album=album)  # cached per album version
+    paginator.count = album.visible_count  # kept on the album (albums.services.pictures_changed)
     page = paginator.get_page(page_number)
     context = {
         "album": album,

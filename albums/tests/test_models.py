@@ -49,3 +49,21 @@ def test_unlisted_album_links_carry_at_least_128_random_bits(owner):
     second = make_album(owner=owner, hashtag="a2")
     assert first.secret != second.secret
     assert len(first.secret) >= 22  # base64url: 22 characters carry 128 bits
+
+
+def test_the_album_keeps_its_visible_count_through_every_change(album, owner):
+    from everhash.testing.builders import add_pictures, make_stored_picture
+    from pictures import moderation
+    from pictures.models import Picture
+
+    add_pictures(album, 5)
+    make_stored_picture(album, "rocket.jpg")  # as a fetch stores it
+    album.refresh_from_db()
+    assert album.visible_count == 6
+    first, second, third = Picture.objects.filter(album=album).values_list("pk", flat=True)[:3]
+    moderation.hide(pictures=Picture.objects.filter(pk__in=[first, second]), by=owner)
+    album.refresh_from_db()
+    assert album.visible_count == 4
+    moderation.delete(pictures=Picture.objects.filter(pk=third), by=owner)
+    album.refresh_from_db()
+    assert album.visible_count == 3 == album.pictures.visible().count()

@@ -279,6 +279,22 @@ def test_the_index_shows_public_albums_most_active_first(client, owner):
     assert "#secret" not in body
 
 
+def test_the_index_is_served_from_the_page_cache_until_an_album_changes(client, owner):
+    album = make_album(owner=owner, hashtag="busy", title="Busy")
+    make_picture(album=album)
+    first = client.get("/")
+    assert "1 picture" in first.content.decode()
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/")
+    assert again.content == first.content
+    assert len(queries) == 1  # the public albums' identities, for the ETag: no picture row
+    assert client.get("/", HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    make_picture(album=album)
+    assert "2 pictures" in client.get("/", HTTP_IF_NONE_MATCH=first["ETag"]).content.decode()
+    Album.objects.filter(pk=album.pk).update(visibility=Album.Visibility.UNLISTED)
+    assert "Busy" not in client.get("/").content.decode()
+
+
 def test_links_inside_an_unlisted_album_keep_the_secret_key(client, owner):
     album = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
     make_picture(album=album, author_handle="who")

@@ -6,9 +6,10 @@
 - `make_coloured_picture(s)`: pictures of one solid colour with real rendition files (collages).
 - `photo_bytes`: real image bytes made from one of the bundled sample photos.
 
-Rows that need no files point at keys where nothing is stored. Every picture builder moves the
-album's `pictures_version` on, as a fetch does (pages and API caches follow it); the collage is left
-alone so tests of staleness start from a clean state.
+Rows that need no files point at keys where nothing is stored. Every picture builder tells the
+album its pictures changed, as a fetch does (albums.services.pictures_changed: the version pages and
+API caches follow, the visible count); the collage is left alone so tests of staleness start from a
+clean state.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db.models import F
 from django.utils import timezone
 
 from albums.models import Album
+from albums.services import pictures_changed
 from pictures.models import Picture, Source
 from users.models import User
 
@@ -73,7 +74,7 @@ def picture_fields(n: int) -> dict:
 
 
 def _bump_version(album: Album) -> None:
-    Album.objects.filter(pk=album.pk).update(pictures_version=F("pictures_version") + 1)
+    pictures_changed(album_ids=[album.pk], collage_stale=False)
 
 
 def make_picture(*, album: Album, **kwargs) -> Picture:
