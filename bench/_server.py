@@ -73,6 +73,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from albums.models import Album
+from albums.services import pictures_changed
 from everhash.testing.builders import picture_fields
 from pictures.models import Picture
 from users.models import User
@@ -109,6 +110,7 @@ with transaction.atomic():
             Picture.objects.bulk_create(batch)
             batch = []
     Picture.objects.bulk_create(batch)
+pictures_changed(album_ids=[album.pk], collage_stale=False)  # as a fetch does: the version, the count
 print(Picture.objects.filter(album=album).count())
 """
 
