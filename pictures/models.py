@@ -89,8 +89,9 @@ class Picture(models.Model):
             models.Index(fields=["album", "status", "-like_count", "-added_at"], name="picture_liked_idx"),
             # API ordering and filters by posted time.
             models.Index(fields=["album", "status", "-posted_at"], name="picture_posted_idx"),
-            # By-author page and author bans: an author's pictures in an album.
-            models.Index(fields=["album", "author_handle", "-added_at"], name="picture_author_idx"),
+            # By-author page (its visible pictures, newest first: without status and id here SQLite
+            # walked picture_newest_idx through the whole album instead) and author bans.
+            models.Index(fields=["album", "author_handle", "status", "-added_at", "-id"], name="picture_author_idx"),
             # Takedown of a post across every album.
             models.Index(fields=["source", "post_id"], name="picture_post_idx"),
         ]
