@@ -169,7 +169,7 @@ def test_probes_do_not_wait_behind_a_busy_page_server(stack):
         status, body, seconds = https_get(stack, "/healthz")
         assert status == 200, body
         assert seconds < 0.5
-        assert b'"web": {"ok": true' in body
+        assert b'"web": "ok"' in body  # the page server is busy, not gone
         with pytest.raises(TimeoutError):  # while pages wait for the page server
             https_get(stack, "/api/v1/ping/", timeout=1)
 
