@@ -59,7 +59,7 @@ def test_plain_http_is_redirected_to_https_but_the_health_probe_is_not(server):
     assert status == 200
     assert headers["Cache-Control"].startswith("max-age=0")
     report = json.loads(body)
-    assert report == {"status": "ok", "checks": {"database": "ok", "storage": "ok", "fetch": "ok"}}
+    assert report == {"status": "ok", "checks": {"database": "ok", "storage": "ok", "fetch": "ok", "web": "ok"}}
 
 
 def test_pages_carry_the_security_headers(server):
