@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('albums', '0005_album_visible_count'),
+        ('albums', '0006_album_visible_count'),
         ('pictures', '0002_moderation'),
     ]
 

@@ -15,7 +15,7 @@ def recount(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('albums', '0004_album_backfill_since_id_album_search_hashtag'),
+        ("albums", "0005_album_frame_origins"),
         ('pictures', '0002_moderation'),
     ]
 
