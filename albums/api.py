@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -189,7 +189,7 @@ def with_counts(queryset: QuerySet[Album]) -> QuerySet[Album]:
         queryset.select_related("collage")
         .prefetch_related(Prefetch("milestones", queryset=Milestone.objects.order_by("threshold")))
         .annotate(
-            picture_count=Picture.objects.visible_count(),
+            picture_count=F("visible_count"),  # kept on the album
             author_count=Picture.objects.visible_count(distinct="author_handle"),
         )
     )

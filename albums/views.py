@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -441,16 +441,17 @@ def follow_album(request: HttpRequest, hashtag: str) -> HttpResponse:
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     waiting = Q(pending_media__state="waiting")  # photos fetch_tweets will try to download again
-    # Two joined counts: distinct, or each would count the other's rows too.
+    # The visible count is kept on the album; the approval queue is counted along its index
+    # (a join over every picture row took as long as the album was big).
     owned = request.user.albums.annotate(
-        picture_count=Picture.objects.visible_count(),
-        pending_photos=Count("pending_media", filter=waiting, distinct=True),
-        pending_count=Count("pictures", filter=Q(pictures__status=Picture.Status.PENDING), distinct=True),
+        picture_count=F("visible_count"),
+        pending_photos=Count("pending_media", filter=waiting),
+        pending_count=Picture.objects.count_per_album(status=Picture.Status.PENDING),
     ).order_by("hashtag")
     followed = (
         Follower.objects.filter(user=request.user)
         .select_related("album")
-        .annotate(picture_count=Picture.objects.visible_count(album="album_id"))
+        .annotate(picture_count=F("album__visible_count"))
         .order_by("album__hashtag")
     )
     context = {

@@ -32,8 +32,14 @@ class PictureQuerySet(models.QuerySet["Picture"]):
         relation (`album="album_id"` on followers). A correlated subquery along the
         (album, status, added_at) index: no join, so several counts do not multiply each other.
         `distinct` counts distinct values of a column (authors); `since` only pictures added since then.
+        The plain visible count is also kept on the album (`Album.visible_count`): read that where
+        nothing else is counted.
         """
-        pictures = self.visible().filter(album=models.OuterRef(album))
+        return self.count_per_album(status=Picture.Status.VISIBLE, album=album, distinct=distinct, since=since)
+
+    def count_per_album(self, *, status: str, album: str = "pk", distinct: str = "", since=None) -> Coalesce:
+        """`visible_count` for pictures of any status (the pictures awaiting approval, say)."""
+        pictures = self.filter(status=status, album=models.OuterRef(album))
         if since is not None:
             pictures = pictures.filter(added_at__gte=since)
         counted = models.Count(distinct, distinct=True) if distinct else models.Count("*")

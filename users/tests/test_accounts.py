@@ -6,11 +6,15 @@ import re
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from albums.models import Album, Follower, Milestone
 from albums.services import update_milestones
-from everhash.testing.builders import make_album, make_picture
+from everhash.testing.builders import add_pictures, make_album, make_picture
+from tweets.models import PendingMedia
 from users.models import User
 
 PASSWORD = "a-long-Passphrase-42"
@@ -250,6 +254,37 @@ def test_the_dashboard_says_what_went_wrong_in_plain_words(client, owner):
     body = client.get("/accounts/albums/").content.decode()
     assert "The last fetch went wrong: X refused the search request (400)." in body
     assert "3 times in a row" in body
+
+
+def test_the_dashboard_counts_without_reading_every_picture_row(client, owner, other):
+    album = make_album(owner=owner, hashtag="busy")
+    add_pictures(album, 30)
+    add_pictures(album, 2, status="pending")
+    for n in range(3):
+        PendingMedia.objects.create(
+            album=album,
+            source="x",
+            post_id=str(n),
+            media_key=f"3_{n}",
+            url=f"https://pbs.twimg.com/media/{n}.jpg",
+            post={},
+            reason="timeout",
+            next_attempt_at=timezone.now(),
+        )
+    Follower.objects.create(album=album, user=other)
+    client.force_login(owner)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get("/accounts/albums/").content.decode()
+    assert (
+        "30 pictures" in body and "3 photos could not be downloaded yet" in body and "2</strong> await approval" in body
+    )
+    # The visible count is the album's own; the approval queue a subquery: no join over the pictures,
+    # whose rows would multiply with the waiting photos' and take as long as the album is big.
+    assert not [
+        q["sql"] for q in queries if 'JOIN "pictures_picture"' in q["sql"] or "JOIN `pictures_picture`" in q["sql"]
+    ]
+    client.force_login(other)
+    assert "#busy &middot; 30 pictures" in client.get("/accounts/albums/").content.decode()
 
 
 def test_adding_an_existing_hashtag_leads_to_the_album_where_one_can_follow_it(client, album, other, mailoutbox):
