@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the full test suite needs (installed when missing, as root).
-TEST_PACKAGES := pkg-config libmariadb-dev mariadb-server mariadb-client redis-server chromium fonts-dejavu-core fonts-noto-color-emoji nginx-light
+TEST_PACKAGES := pkg-config libmariadb-dev mariadb-server mariadb-client redis-server chromium fonts-dejavu-core fonts-noto-color-emoji nginx-light strace
 # Only what the app itself needs: nothing for `make run`.
 
 .PHONY: run test lint check-migrations test-sqlite test-mariadb bench clean

@@ -17,7 +17,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,7 +28,7 @@ from albums.models import Album
 from albums.services import pictures_changed
 from collages.services import delete_collage
 from everhash.lib.csvsafe import SafeWriter
-from everhash.lib.images import ImageRejected, make_renditions, open_for_renditions
+from everhash.lib.images import ImageRejected, VerifiedImage, make_renditions, open_for_renditions, open_verified
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
 from pictures.dedupe import VERIFY_RENDITION, Examined, SignatureIndex, decode_view, find_duplicate
 from pictures.models import Picture
@@ -110,13 +110,7 @@ def ingest_photo(
             "duplicate", reason="similar", message=f"looks like picture {duplicate_of}", duplicate_of=duplicate_of
         )
 
-    renditions = {}
-    for name, (jpeg, width, height) in make_renditions(verified).items():
-        key = rendition_key(content_hash, name)
-        store_file(key, jpeg)
-        renditions[name] = {"key": key, "width": width, "height": height}
-    key = original_key(content_hash, verified.format)
-    store_file(key, data)
+    key, renditions = store_photo_files(data=data, verified=verified, content_hash=content_hash)
 
     try:
         with transaction.atomic():
@@ -156,6 +150,22 @@ def credit(*, post: Post, photo: Photo) -> dict:
         "posted_at": post.posted_at,
         "alt_text": photo.alt_text,
     }
+
+
+def store_photo_files(*, data: bytes, verified: VerifiedImage, content_hash: str) -> tuple[str, dict]:
+    """Write a photo's renditions, then its original. Returns (original key, renditions for the row).
+
+    Each key holds its whole content once this returns (pictures/storage.py); a crash
+    before the row is inserted leaves at worst complete orphans, which prune_media removes.
+    """
+    renditions = {}
+    for name, (jpeg, width, height) in make_renditions(verified).items():
+        key = rendition_key(content_hash, name)
+        store_file(key, jpeg)
+        renditions[name] = {"key": key, "width": width, "height": height}
+    key = original_key(content_hash, verified.format)
+    store_file(key, data)
+    return key, renditions
 
 
 def picture_keys(picture: Picture) -> list[str]:
@@ -240,3 +250,76 @@ def _encoded_blocks(manifest) -> Iterator[bytes]:
     with manifest:
         while block := manifest.read(256 * 1024):
             yield block.encode("utf-8")
+
+
+@dataclass
+class VerifyReport:
+    """What `prune_media --verify` found and did."""
+
+    checked: int = 0
+    renditions_rebuilt: list[str] = field(default_factory=list)  # content hashes
+    refetch: list[str] = field(default_factory=list)  # permalinks of rows removed to be fetched again
+
+    @property
+    def damaged(self) -> int:
+        return len(self.renditions_rebuilt) + len(self.refetch)
+
+
+def verify_media(*, repair: bool = True) -> VerifyReport:
+    """Find pictures whose files are missing or damaged, and repair them.
+
+    An original must hash to the row's content_hash; each rendition must decode in full at the
+    row's size. Damaged renditions are rebuilt from the original. A picture whose original is
+    gone cannot be rebuilt: its row is removed (not recorded as a moderator's deletion) and its
+    album walks its history again, so the next fetch stores it again while the source still
+    returns the post. Content shared by several albums is checked once, one original in memory at
+    a time. Raises StorageUnavailable when the storage itself fails (nothing is judged damaged then).
+    """
+    report = VerifyReport()
+    intact: dict[str, bool] = {}  # content hash -> whether its original and renditions are complete
+    pictures = Picture.objects.only("id", "album_id", "content_hash", "original_key", "renditions", "permalink")
+    for picture in pictures.order_by("pk").iterator(chunk_size=500):
+        report.checked += 1
+        if intact.get(picture.content_hash):
+            continue  # the same content in another album, checked (or repaired) already
+        data = read_file(picture.original_key)
+        if data is None or hashlib.sha256(data).hexdigest() != picture.content_hash:
+            logger.warning("Picture %s: original %s missing or damaged", picture.pk, picture.original_key)
+            report.refetch.append(picture.permalink)
+            if repair:
+                _refetch(picture)
+            continue
+        intact[picture.content_hash] = True
+        if all(_rendition_intact(r) for r in picture.renditions.values()):
+            continue
+        logger.warning("Picture %s: renditions missing or damaged; rebuilding them", picture.pk)
+        report.renditions_rebuilt.append(picture.content_hash)
+        if repair:
+            verified = open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
+            for name, (jpeg, _, _) in make_renditions(verified).items():
+                store_file(rendition_key(picture.content_hash, name), jpeg, replace=True)
+    return report
+
+
+def _rendition_intact(rendition: dict) -> bool:
+    data = read_file(rendition["key"])
+    if data is None:
+        return False
+    try:
+        verified = open_verified(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
+    except ImageRejected:
+        return False
+    return (verified.width, verified.height) == (rendition["width"], rendition["height"])
+
+
+def _refetch(picture: Picture) -> None:
+    """Remove a picture whose original is lost, so the album's next fetch stores it again.
+
+    The album's cursors are reset: its next fetch reads X's whole search window again, as on its
+    first run (those posts are billed again; the pictures still stored are skipped, not downloaded).
+    """
+    Picture.objects.filter(pk=picture.pk).delete()
+    Album.objects.filter(pk=picture.album_id).update(
+        newest_post_id="", backfill_token="", backfill_since_id="", backfill_done=False
+    )
+    pictures_changed(album_ids=[picture.album_id])

@@ -5,25 +5,36 @@
 - Any failure of the store itself (S3 down, refused, timing out; a full or read-only disk) is
   raised as `StorageUnavailable`, an OSError: a fetch then fails the album, which keeps its
   cursor and retries with back-off, instead of rejecting the picture for good.
-- `prune()` removes objects no row refers to (`manage.py prune_media`).
+- A key holds its whole content or does not exist: local files are written under a temporary
+  name, fsynced and renamed (a kill -9 or a full disk mid-write leaves no short file under the
+  key); an S3 PUT is atomic. An existing key is trusted only once verified complete (`holds`).
+- `prune()` removes objects no row refers to (`manage.py prune_media`); `verify()` finds rows
+  whose files are missing or damaged and repairs them (`manage.py prune_media --verify`).
 - `signed_url_window()` lets cached pages never outlive the signed URLs they embed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
 from django.utils import timezone
+from django.utils._os import safe_makedirs
 
 logger = logging.getLogger("everhash.storage")
+
+T = TypeVar("T")
 
 try:  # botocore comes with django-storages' S3 backend; a local-folder install may lack it
     from botocore.exceptions import BotoCoreError, ClientError
@@ -83,60 +94,138 @@ def content_type(key: str) -> str:
         raise ValueError(f"No content type for {key!r}") from None
 
 
-def modified_time(key: str) -> datetime | None:
-    """When the object was last written, None when it does not exist."""
-    with _unavailable_on_error("stat", key):
+def _unless_missing(action: str, key: str, call: Callable[[], T]) -> T | None:
+    """call()'s result, None when the object does not exist; StorageUnavailable when the store fails."""
+    with _unavailable_on_error(action, key):
         try:
-            return default_storage.get_modified_time(key)
+            return call()
         except _STORE_ERRORS as exc:
             if _is_missing(exc):
                 return None
             raise
 
 
-def store_file(key: str, data: bytes) -> None:
-    """Write bytes under a content-addressed key; an existing key already holds these bytes."""
-    typed = _TypedContent(data, content_type(key))
+def modified_time(key: str) -> datetime | None:
+    """When the object was last written, None when it does not exist."""
+    return _unless_missing("stat", key, lambda: default_storage.get_modified_time(key))
+
+
+def store_file(key: str, data: bytes, *, replace: bool = False) -> None:
+    """Write bytes under a content-addressed key: afterwards the key holds exactly these bytes.
+
+    A key never holds part of its content, even if the process is killed or the disk fills up
+    mid-write: local files are written under a temporary name, flushed to disk and renamed into
+    place; an S3 PUT is atomic by itself. An existing key is kept only when it is verified
+    complete (its size, and for an original the hash its key names); else it is written again.
+    `replace` writes it in any case (a repair: the stored bytes are known to be damaged).
+    """
+    typed = _TypedContent(data, content_type(key))  # also refuses a key we could not serve
     with _unavailable_on_error("write", key):
         if getattr(default_storage, "file_overwrite", False):
             # An object store that overwrites (S3, AWS_S3_FILE_OVERWRITE): one PUT, no HEAD first.
             # A key that exists already holds these bytes; writing it again also renews its
-            # modified time, as _refresh does. Saves a round trip per object (5 per picture).
+            # modified time, as a refresh does. Saves a round trip per object (5 per picture).
             default_storage.save(key, typed)
             return
-        modified = modified_time(key)
-        if modified is not None and modified > timezone.now() - REFRESH_AFTER:
+        path = _local_path(key)
+        if path is None:  # pragma: no cover  (neither a local folder nor an overwriting object store)
+            raise ValueError(f"Unsupported storage backend {type(default_storage).__name__}")
+        modified = None if replace else modified_time(key)
+        if modified is not None and holds(key, data):
+            if modified < timezone.now() - REFRESH_AFTER:
+                os.utime(path)  # about to be referenced again: prune_media must not take it now
             return
         if modified is not None:
-            _refresh(key, typed)
-            return
-        saved = default_storage.save(key, typed)
-        if saved != key:
-            # Another process wrote the same key between the check and save(): the storage
-            # kept both; the copy under the new name is redundant.
-            default_storage.delete(saved)
+            logger.warning("%s was incomplete or damaged; writing it again", key)
+        _write_atomically(path, data)
 
 
-def _refresh(key: str, content: ContentFile) -> None:
-    """Give an old object a new modified time (it is about to be referenced again)."""
+def _local_path(key: str) -> Path | None:
     try:
-        path = default_storage.path(key)
-    except NotImplementedError:  # an object store: saving overwrites (AWS_S3_FILE_OVERWRITE)
-        default_storage.save(key, content)
+        return Path(default_storage.path(key))
+    except NotImplementedError:
+        return None
+
+
+TEMPORARY_SUFFIX = ".partial"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that `path` either holds all of `data` or is left as it was.
+
+    The bytes go to a temporary name in the same folder (prune_media removes one left by a
+    killed process), are flushed and fsynced, then renamed over `path`; the folder is fsynced
+    so the rename itself survives a power cut.
+    """
+    storage = default_storage
+    folder = path.parent
+    if storage.directory_permissions_mode is not None:
+        safe_makedirs(folder, storage.directory_permissions_mode, exist_ok=True)
     else:
-        os.utime(path)
+        folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        if storage.file_permissions_mode is not None:
+            os.chmod(temporary, storage.file_permissions_mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def holds(key: str, data: bytes) -> bool:
+    """Whether the stored object is complete: it has the size of `data` and, for an original, the hash its key names."""
+    size = stored_size(key)
+    if size != len(data):
+        return False
+    expected = original_hash(key)
+    if expected is None:
+        return True
+    return _stored_sha256(key) == expected
+
+
+def original_hash(key: str) -> str | None:
+    """The SHA-256 an original's key names (originals/ab/<hash>.jpg), None for other keys."""
+    if not key.startswith("originals/"):
+        return None
+    return posixpath.basename(key).split(".", 1)[0]
+
+
+def stored_size(key: str) -> int | None:
+    """The stored object's size in bytes, None when it does not exist."""
+    return _unless_missing("stat", key, lambda: default_storage.size(key))
+
+
+def _stored_sha256(key: str) -> str | None:
+    def digest() -> str:
+        sha256 = hashlib.sha256()
+        with default_storage.open(key, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                sha256.update(chunk)
+        return sha256.hexdigest()
+
+    return _unless_missing("read", key, digest)
 
 
 def read_file(key: str) -> bytes | None:
     """A stored object's bytes, None when it does not exist."""
-    with _unavailable_on_error("read", key):
-        try:
-            with default_storage.open(key, "rb") as file:
-                return file.read()
-        except _STORE_ERRORS as exc:
-            if _is_missing(exc):
-                return None
-            raise
+
+    def read() -> bytes:
+        with default_storage.open(key, "rb") as file:
+            return file.read()
+
+    return _unless_missing("read", key, read)
 
 
 def delete_files(keys: Iterable[str]) -> int:
