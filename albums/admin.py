@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from albums.models import Album, Milestone
+from albums.models import Album, Milestone, MilestoneDelivery
 from albums.services import pictures_changed
 from collages.services import build_collage
 from pictures import moderation
@@ -200,8 +200,21 @@ class AlbumAdmin(admin.ModelAdmin):
             delete_album(album=album)
 
 
+class MilestoneDeliveryInline(admin.TabularInline):
+    """Who got the milestone's email, and who is still owed it (retried on the next run)."""
+
+    model = MilestoneDelivery
+    fields = readonly_fields = ["email", "sent_at", "attempts", "last_error"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Milestone)
 class MilestoneAdmin(admin.ModelAdmin):
+    inlines = [MilestoneDeliveryInline]
     list_display = ["album", "threshold", "count", "reached_at", "notified_at", "attempts"]
     list_filter = ["threshold", ("notified_at", admin.EmptyFieldListFilter)]
     search_fields = ["album__hashtag"]

@@ -280,3 +280,25 @@ class Milestone(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.album.hashtag} reached {self.threshold}"
+
+
+class MilestoneDelivery(models.Model):
+    """One recipient's copy of a milestone email. Once sent, a retry of the milestone skips it."""
+
+    milestone = models.ForeignKey(Milestone, models.CASCADE, related_name="deliveries")
+    email = models.EmailField(max_length=254)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["milestone", "pk"]
+        constraints = [
+            # One copy per recipient and milestone; the milestone's deliveries are read through it too.
+            models.UniqueConstraint(fields=["milestone", "email"], name="milestonedelivery_unique_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        state = "sent" if self.sent_at else "not sent yet"
+        return f"#{self.milestone.album.hashtag} {self.milestone.threshold} to {self.email}: {state}"

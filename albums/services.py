@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from albums.hashtags import hashtag_as_written, normalize_hashtag
-from albums.models import Album, Follower, Milestone, new_secret
+from albums.models import Album, Follower, Milestone, MilestoneDelivery, new_secret
 from albums.signals import milestone_reached
 from pictures.models import Picture
 
@@ -92,6 +93,38 @@ def announce_milestone(*, milestone: Milestone) -> bool:
         notified_at=timezone.now(), attempts=milestone.attempts + 1, last_error=""
     )
     return True
+
+
+class MilestoneUndelivered(Exception):
+    """Some recipients did not get the milestone's email yet; the others are recorded as served."""
+
+
+def deliver_milestone(*, milestone: Milestone, recipients: Sequence[str], send: Callable[[str], None]) -> None:
+    """Send a milestone's email to each recipient who has not had it, recording each copy sent.
+
+    A recipient's failure (a 451 for one address) does not stop the others; it raises
+    MilestoneUndelivered afterwards, so the milestone stays pending and the retry sends only to
+    those not yet served. The milestone's claim keeps two processes from sending at once.
+    """
+    served = set(milestone.deliveries.filter(sent_at__isnull=False).values_list("email", flat=True))
+    failures = []
+    for email in recipients:
+        if email in served:
+            continue
+        delivery, _ = MilestoneDelivery.objects.get_or_create(milestone=milestone, email=email)
+        try:
+            send(email)
+        except Exception as exc:
+            MilestoneDelivery.objects.filter(pk=delivery.pk).update(
+                attempts=F("attempts") + 1, last_error=str(exc)[:1000]
+            )
+            failures.append(f"{email}: {exc}")
+            continue
+        MilestoneDelivery.objects.filter(pk=delivery.pk).update(
+            sent_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+        )
+    if failures:
+        raise MilestoneUndelivered(f"Not delivered to {len(failures)} recipient(s): {'; '.join(failures)}")
 
 
 def announce_pending_milestones(*, album: Album | None = None) -> int:

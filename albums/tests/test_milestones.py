@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+from collections import Counter
+
 from django.core import mail
 
-from albums.models import Milestone
-from albums.services import announce_milestone, record_milestones, update_milestones
+from albums.models import Milestone, MilestoneDelivery
+from albums.services import (
+    announce_milestone,
+    announce_pending_milestones,
+    follow,
+    record_milestones,
+    update_milestones,
+)
 from albums.signals import milestone_reached
 from everhash.testing.builders import add_pictures, make_album
+from everhash.testing.fixtures import SMTPInbox
 from pictures.models import Picture
 
 
@@ -143,3 +152,49 @@ def test_album_data_is_escaped_in_html_and_cannot_inject_headers(owner, smtp_ser
     html = message.get_body(("html",)).get_content()
     assert "<script>x</script>" not in html
     assert "&lt;script&gt;" in html
+
+
+class RefusingOnce(SMTPInbox):
+    """A real SMTP server that answers 451 to one recipient, the first time only."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+        self.refused = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802  (aiosmtpd's hook)
+        if address == self.address and not self.refused:
+            self.refused += 1
+            return "451 4.3.0 Mailbox temporarily unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_recipient_refused_once_gets_one_copy_on_the_retry_and_the_others_none_again(
+    album, other, smtp_down, settings
+):
+    from aiosmtpd.controller import Controller
+
+    follow(album=album, user=other)
+    inbox = RefusingOnce(other.email)
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=settings.EMAIL_PORT
+    )  # where smtp_down found nothing listening
+    controller.start()
+    try:
+        settings.EVERHASH_MILESTONES = [3]
+        add_pictures(album, 3)
+        assert update_milestones(album=album) == 0  # the follower's copy was refused
+        assert inbox.refused == 1
+        milestone = Milestone.objects.get()
+        assert milestone.notified_at is None and "451" in milestone.last_error
+
+        assert announce_pending_milestones() == 1  # the retry on the next run
+        assert announce_pending_milestones() == 0
+    finally:
+        controller.stop()
+    copies = Counter(address for message in inbox.messages for address in message.envelope_to)
+    assert copies == {album.owner.email: 1, other.email: 1}
+    deliveries = {d.email: d for d in MilestoneDelivery.objects.filter(milestone=milestone)}
+    assert deliveries[other.email].attempts == 2 and deliveries[album.owner.email].attempts == 1
+    assert all(d.sent_at for d in deliveries.values())
