@@ -34,6 +34,7 @@ class FetchRunAdmin(ReadOnlyAdmin):
         "source",
         "started",
         "finished",
+        "status",
         "requests_made",
         "posts_seen",
         "pictures_added",
@@ -42,7 +43,7 @@ class FetchRunAdmin(ReadOnlyAdmin):
         "skipped",
         "short_error",
     ]
-    list_filter = [FailedFilter, "backfill", "started"]
+    list_filter = [FailedFilter, "status", "backfill", "started"]
     search_fields = ["album__hashtag", "error"]
     list_select_related = ["album"]
     date_hierarchy = "started"

@@ -21,6 +21,7 @@ class FetchRunSerializer(serializers.ModelSerializer):
         fields = [
             "started",
             "finished",
+            "status",
             "ok",
             "backfill",
             "requests_made",

@@ -9,12 +9,40 @@ from albums.models import Album
 
 
 class FetchRun(models.Model):
-    """One fetch of one album by fetch_tweets: what it did and what went wrong."""
+    """One fetch of one album by fetch_tweets: what it did and what went wrong.
+
+    A running fetch is also the album's claim: `claim` points at the album while the run holds it
+    (unique, so at most one live run per album) and `lease_until` says until when, renewed as the
+    run makes progress. A run whose lease expired, or whose process is gone, is closed as
+    interrupted by the next run (tweets.services.close_interrupted_runs).
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "Finished"
+        FAILED = "failed", "Failed"
+        RATE_LIMITED = "rate_limited", "Rate limited"
+        PAUSED = "paused", "Paused: the source's usage cap or rate limit"
+        STOPPED = "stopped", "Stopped by a shutdown; the next run continues"
+        INTERRUPTED = "interrupted", "Interrupted: its process died or hung"
 
     album = models.ForeignKey(Album, models.CASCADE, related_name="fetch_runs")
     source = models.CharField(max_length=20, blank=True, help_text="Where the posts came from (x, sample).")
     started = models.DateTimeField(default=timezone.now)
     finished = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    claim = models.OneToOneField(
+        Album,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The album while this run holds it; cleared when the run ends.",
+    )
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="The claim lapses after this unless the run makes progress."
+    )
+    holder = models.CharField(max_length=300, blank=True, help_text="The process running it: host:pid.")
     backfill = models.BooleanField(default=False)
     requests_made = models.PositiveIntegerField(default=0)
     posts_seen = models.PositiveIntegerField(default=0, help_text="Every post the source returned (X bills each).")

@@ -4,11 +4,13 @@
 within the `since_id` it started under), then reads what is newer than the newest
 post it has read, within a page budget: no post is read twice (X bills every post
 read; docs/fetching.md has the figures). Each album's work is claimed in the
-database first, so overlapping runs (cron, a manual run, Celery) never fetch the
-same album at once; the unique constraints make even an unclaimed overlap harmless.
-One album's failure backs it off and never stops the others, except a refused token
-(AuthFailed), which stops the run, and X's rate limit or usage cap, which pauses every
-album (SourcePause) until it ends.
+database first (its live FetchRun, leased and renewed after every picture, with the
+counts so far), so overlapping runs (cron, a manual run, Celery, other machines) never
+fetch the same album at once; the unique constraints make even an unclaimed overlap
+harmless. One album's failure backs it off and never stops the others, except a refused
+token (AuthFailed), which stops the run, and X's rate limit or usage cap, which pauses
+every album (SourcePause) until it ends. A stop request (SIGTERM) ends a fetch between
+pictures, abandoning the downloads in flight.
 
 Photos whose download fails for a reason that may pass are kept as PendingMedia and
 tried again by later runs; an album's photos download concurrently, and a media host
@@ -18,24 +20,28 @@ that keeps failing is skipped for the rest of the run (RunState).
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import random
+import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from albums.models import Album
-from albums.services import announce_pending_milestones, pictures_changed, update_milestones
+from albums.services import announce_pending_milestones, pictures_changed, record_milestones, update_milestones
 from collages.services import BuildSummary, build_stale_collages
 from pictures.models import Picture
 from pictures.moderation import Policy
@@ -57,8 +63,8 @@ from tweets.sources import (
 
 logger = logging.getLogger("everhash.fetch")
 
-# While an album is being fetched, its next_fetch_at is pushed this far ahead:
-# another run skips it; if this run dies, the album is due again after the lease.
+# A run holds its album's claim this long past its last sign of progress (a picture processed):
+# if its process dies or hangs, another run takes the album over after at most this.
 CLAIM_LEASE = timedelta(minutes=15)
 MAX_BACKOFF = timedelta(hours=6)
 DEFAULT_MAX_PAGES = 5
@@ -69,7 +75,7 @@ class AlbumReport:
     """The outcome of one album's fetch, for the command's output and --json."""
 
     hashtag: str
-    status: str = "ok"  # ok, failed, rate_limited, paused, skipped, dry_run
+    status: str = "ok"  # ok, failed, rate_limited, paused, stopped, busy (another run holds it), skipped, dry_run
     requests: int = 0  # every HTTP request to the source, failed ones and retries included
     posts_seen: int = 0  # every post the source returned (what X bills)
     added: int = 0
@@ -97,14 +103,134 @@ def backoff(failures: int) -> timedelta:
     return min(base, MAX_BACKOFF) * random.uniform(0.9, 1.1)  # noqa: S311  (jitter, not security)
 
 
-def claim_album(*, album: Album, now: datetime) -> bool:
-    """Claim the album for this run with a conditional update on next_fetch_at."""
-    claimed = Album.objects.filter(pk=album.pk, next_fetch_at=album.next_fetch_at).update(
-        next_fetch_at=now + CLAIM_LEASE
+class Stopped(BaseException):  # noqa: N818  (a request, like KeyboardInterrupt, not an error)
+    """A stop was requested (SIGTERM): the fetch ends at a safe point between pictures.
+
+    A BaseException, so that no `except Exception` on the way (a download's, a retry loop's) takes it.
+    """
+
+
+class StopRequest:
+    """Set from a signal handler, read by a fetch between pictures.
+
+    While a search or a download is in flight (`abortable`: nothing is being written), a request
+    interrupts it at once, so a slow media host cannot hold a shutdown past a stop timeout.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._abortable = False
+
+    def request(self) -> None:
+        self.requested = True
+        if self._abortable:
+            raise Stopped
+
+    def check(self) -> None:
+        if self.requested:
+            raise Stopped
+
+    @contextmanager
+    def abortable(self) -> Iterator[None]:
+        self.check()
+        self._abortable = True
+        try:
+            yield
+        finally:
+            self._abortable = False
+
+
+class ClaimLost(Exception):
+    """This run's lease lapsed and another run closed it and took the album over."""
+
+
+def holder_id() -> str:
+    """Who runs a fetch: host and process id, so a run on this host can tell a dead holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """True when the holder ran on this host and its process no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only its lease tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+def close_interrupted_runs(*, now: datetime, album: Album | None = None) -> int:
+    """Close the runs whose lease expired or whose process on this host is gone, as interrupted.
+
+    Their counts so far stay (a run writes them as it goes); their albums are due again at once
+    and claimable. Returns how many were closed.
+    """
+    running = FetchRun.objects.filter(status=FetchRun.Status.RUNNING)
+    if album is not None:
+        running = running.filter(album=album)
+    closed = 0
+    for run in running.only("pk", "album_id", "lease_until", "holder"):
+        expired = run.lease_until is None or run.lease_until < now
+        if not expired and not _holder_is_gone(run.holder):
+            continue
+        why = "its lease expired (it hung or lost its host)" if expired else "its process is gone (killed or crashed)"
+        if FetchRun.objects.filter(pk=run.pk, status=FetchRun.Status.RUNNING, lease_until=run.lease_until).update(
+            status=FetchRun.Status.INTERRUPTED,
+            claim=None,
+            finished=now,
+            error=f"Interrupted: {why}; the next run continues from the album's last saved cursor.",
+        ):
+            Album.objects.filter(pk=run.album_id).update(next_fetch_at=now)
+            logger.warning("Closed fetch run %s of album %s as interrupted: %s", run.pk, run.album_id, why)
+            closed += 1
+    return closed
+
+
+def claim_album(
+    *, album: Album, source: str, now: datetime, forced: bool = False, backfill: bool = False
+) -> FetchRun | None:
+    """Claim the album for this run: its FetchRun, or None when another live run holds it.
+
+    A scheduled fetch first takes the album off the schedule with a conditional update on
+    next_fetch_at (a duplicate Celery task or a second cron run finds it no longer due); a named
+    one (`--album`, `forced`) does not need it to be due. Either way the unique `claim` of a live
+    FetchRun decides: never two runs of one album at once, on any number of machines.
+    """
+    close_interrupted_runs(now=now, album=album)
+    albums = Album.objects.filter(pk=album.pk)
+    if not forced and not albums.filter(next_fetch_at=album.next_fetch_at).update(next_fetch_at=now + CLAIM_LEASE):
+        return None
+    try:
+        with transaction.atomic():
+            run = FetchRun.objects.create(
+                album=album,
+                source=source,
+                started=now,
+                backfill=backfill,
+                claim=album,
+                lease_until=now + CLAIM_LEASE,
+                holder=holder_id()[:300],
+            )
+    except IntegrityError:
+        return None
+    if forced:
+        albums.update(next_fetch_at=now + CLAIM_LEASE)  # scheduled runs leave it alone meanwhile
+    return run
+
+
+def describe_busy(*, album: Album) -> str:
+    """What an entry point says about an album another run is fetching."""
+    run = FetchRun.objects.filter(claim=album).first()
+    if run is None:
+        return f"#{album.hashtag} is being fetched by another run."
+    return (
+        f"#{album.hashtag} is being fetched by another run (since {run.started:%H:%M:%S} UTC, "
+        f"by {run.holder or 'an unknown process'})."
     )
-    if album.next_fetch_at is None and not claimed:
-        claimed = Album.objects.filter(pk=album.pk, next_fetch_at__isnull=True).update(next_fetch_at=now + CLAIM_LEASE)
-    return bool(claimed)
 
 
 def policy_status(*, album: Album, post: Post, policy: Policy) -> str | None:
@@ -297,18 +423,71 @@ class _Job:
     pending: PendingMedia | None = None  # a retry of an earlier failure
 
 
+class _Downloads:
+    """The download threads of one album's batch of photos, which a stop does not wait for.
+
+    Daemon threads, unlike a ThreadPoolExecutor's (joined when it closes and when the process
+    exits): a stop request (SIGTERM) leaves a download stalled by a slow host behind at once
+    instead of waiting out its 30-second deadline (everhash/lib/safehttp.py). Its bytes are dropped;
+    a download touches no database and no storage, so nothing is half-written. Photos not started
+    when the stop came are not downloaded at all.
+    """
+
+    def __init__(self, *, workers: int, download: Callable[[Photo], bytes], stop: StopRequest) -> None:
+        self._download = download
+        self._stop = stop
+        self._queue: queue.SimpleQueue[tuple[Photo, Future] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"download-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> _Downloads:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for _ in self._threads:
+            self._queue.put(None)  # each thread ends after the downloads queued before it
+
+    def submit(self, photo: Photo) -> Future:
+        future: Future = Future()
+        self._queue.put((photo, future))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            photo, future = item
+            if self._stop.requested:
+                future.set_exception(Stopped())
+                continue
+            try:
+                future.set_result(self._download(photo))
+            except Exception as exc:  # handed to the fetch's thread, which decides
+                future.set_exception(exc)
+
+
 class _AlbumFetch:
     """The state of one album's fetch: counts, cursor progress, the signature index, known media keys."""
 
     def __init__(
-        self, *, album: Album, source: Source, report: AlbumReport, dry_run: bool, progress, run: RunState
+        self,
+        *,
+        album: Album,
+        source: Source,
+        report: AlbumReport,
+        dry_run: bool,
+        progress,
+        run_state: RunState,
+        run: FetchRun | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         self.album = album
         self.source = source
         self.report = report
         self.dry_run = dry_run
         self.progress = progress
-        self.run = run
+        self.run_state = run_state
+        self.run = run  # the claim: renewed, with the counts so far, after every picture
+        self.stop = stop or StopRequest()
         self.cursor: dict = {}  # cursor fields moved forward page by page; kept even when the run fails
         self.index = None if dry_run else load_signature_index(album=album)
         self.known = set(Picture.objects.filter(album=album, source=source.name).values_list("media_key", flat=True))
@@ -325,7 +504,8 @@ class _AlbumFetch:
     def search(self, **cursor) -> Page:
         before = self.source.requests_made
         try:
-            return self.source.search(hashtag=self.album.search_term, **cursor)
+            with self.stop.abortable():
+                return self.source.search(hashtag=self.album.search_term, **cursor)
         finally:
             # Every request counts, the failed ones and the retries too.
             self.report.requests += self.source.requests_made - before
@@ -339,7 +519,7 @@ class _AlbumFetch:
         Returns (pages read, whether the walk reached its end).
         """
         pages = 0
-        while pages < budget and not self.run.out_of_time():
+        while pages < budget and not self.run_state.out_of_time():
             page = self.search(since_id=since_id, next_token=next_token)
             pages += 1
             self.process(page)
@@ -379,8 +559,19 @@ class _AlbumFetch:
         for post in page.posts:
             jobs += self.jobs_for(post)
         self.store(jobs)
+        self.checkpoint()
         if self.progress:
             self.progress(self.report)
+
+    def checkpoint(self) -> None:
+        """Write the counts so far and renew the claim's lease; ClaimLost if another run took it over."""
+        if self.run is None:
+            return
+        renewed = FetchRun.objects.filter(pk=self.run.pk, claim=self.album).update(
+            lease_until=timezone.now() + CLAIM_LEASE, **_counts(self.report)
+        )
+        if not renewed:
+            raise ClaimLost(f"#{self.album.hashtag}: another run took this album over after this run's lease expired.")
 
     def jobs_for(self, post: Post) -> list[_Job]:
         new_photos = [photo for photo in post.photos if photo.media_key not in self.known]
@@ -417,36 +608,44 @@ class _AlbumFetch:
 
     def store(self, jobs: list[_Job]) -> None:
         """Download the photos a few at a time, then store them one by one in post order (the database
-        writes stay in this thread; newest first, so `credit_earliest` settles duplicates)."""
+        writes stay in this thread; newest first, so `credit_earliest` settles duplicates).
+
+        After each picture the counts and the claim are saved (a killed run keeps them) and a stop
+        request is honoured: the downloads in flight are abandoned, nothing is half-written.
+        """
         if not jobs:
             return
         workers = max(1, settings.EVERHASH_FETCH_DOWNLOAD_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        with _Downloads(workers=workers, download=self.download, stop=self.stop) as downloads:
             for start in range(0, len(jobs), workers * 2):  # at most 2 batches of bytes held in memory
                 chunk = jobs[start : start + workers * 2]
-                futures = [pool.submit(self.download, job.photo) for job in chunk]
+                futures = [downloads.submit(job.photo) for job in chunk]
                 for job, future in zip(chunk, futures, strict=True):
                     try:
-                        data = future.result()
+                        with self.stop.abortable():  # waiting for bytes: nothing is being written
+                            data = future.result()
                     except MediaError as exc:
                         self.failed(job, exc)
-                        continue
-                    self.ingest(job, data)
+                    else:
+                        self.ingest(job, data)
+                    self.checkpoint()
+                    if self.progress:
+                        self.progress(self.report)
 
     def download(self, photo: Photo) -> bytes:
         """One photo's bytes (runs in a download thread: no database here)."""
         host = urlsplit(photo.url).hostname or ""
-        if self.run.out_of_time():
+        if self.run_state.out_of_time():
             raise MediaError("the run's time budget was spent first", reason="run_budget", temporary=True)
-        if self.run.hosts.is_open(host):
+        if self.run_state.hosts.is_open(host):
             raise MediaError(f"{host} kept failing in this run: skipped", reason="host_skipped", temporary=True)
         try:
             data = self.source.download(photo)
         except MediaError as exc:
             if exc.temporary:
-                self.run.hosts.record(host, ok=False)
+                self.run_state.hosts.record(host, ok=False)
             raise
-        self.run.hosts.record(host, ok=True)
+        self.run_state.hosts.record(host, ok=True)
         return data
 
     def ingest(self, job: _Job, data: bytes) -> None:
@@ -560,12 +759,19 @@ def fetch_album(
     max_pages: int = DEFAULT_MAX_PAGES,
     backfill: bool = False,
     dry_run: bool = False,
+    forced: bool = False,
     progress: Callable[[AlbumReport], None] | None = None,
-    run: RunState | None = None,
+    run_state: RunState | None = None,
+    stop: StopRequest | None = None,
 ) -> AlbumReport:
-    """Fetch one album's new posts and store their photos. Never raises SourceError (AuthFailed aside)."""
+    """Fetch one album's new posts and store their photos.
+
+    `forced` fetches it even when it is not due (`--album`); a live claim is honoured all the
+    same: the report says "busy". Never raises SourceError (AuthFailed aside); a stop request
+    ends it between pictures ("stopped"), its cursor where the next run continues.
+    """
     now = timezone.now()
-    run = run or RunState()
+    run_state = run_state or RunState()
     report = AlbumReport(hashtag=album.hashtag)
     pause = active_pause(source=source.name, now=now)
     if pause is not None:
@@ -577,14 +783,33 @@ def fetch_album(
         report.error = f"Rate limited by the source until {album.rate_limited_until:%H:%M} UTC."
         return report
     if dry_run:
-        return _dry_run(album=album, source=source, max_pages=max_pages, report=report, progress=progress, run=run)
-    if not claim_album(album=album, now=now):
-        report.status = "skipped"
-        report.error = "Another run is fetching this album."
+        return _dry_run(
+            album=album,
+            source=source,
+            max_pages=max_pages,
+            report=report,
+            progress=progress,
+            run_state=run_state,
+            stop=stop,
+        )
+    run = claim_album(album=album, source=source.name, now=now, forced=forced, backfill=backfill)
+    if run is None:
+        report.status = "busy" if FetchRun.objects.filter(claim=album).exists() else "skipped"
+        report.error = (
+            describe_busy(album=album) if report.status == "busy" else "No longer due: another run fetched it."
+        )
         return report
 
-    fetch_run = FetchRun.objects.create(album=album, source=source.name, started=now, backfill=backfill)
-    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=False, progress=progress, run=run)
+    fetch = _AlbumFetch(
+        album=album,
+        source=source,
+        report=report,
+        dry_run=False,
+        progress=progress,
+        run_state=run_state,
+        run=run,
+        stop=stop,
+    )
     state: dict = {}
     try:
         fetch.retry_pending()
@@ -593,8 +818,16 @@ def fetch_album(
         report.status = "failed"
         report.error = str(exc)
         # Not the album's fault: no back-off, it is due again as soon as the token is fixed.
-        _finish(run=fetch_run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=str(exc))
+        _finish(run=run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=str(exc))
         raise
+    except Stopped:
+        report.status = "stopped"
+        state["next_fetch_at"] = timezone.now()  # the next run continues at once
+    except ClaimLost as exc:
+        # The run that took the album over owns its state now; this one's row is closed already.
+        report.status = "failed"
+        report.error = str(exc)
+        return report
     except UsageCapped as exc:
         # Every album is paused, not this one: it stays due and is fetched once the pause ends.
         pause_source(source=source.name, error=exc)
@@ -606,26 +839,24 @@ def fetch_album(
         report.status = "rate_limited"
         report.error = str(exc)
         state.update(rate_limited_until=exc.reset_at, next_fetch_at=max(exc.reset_at, now + interval()))
-    except SourceError as exc:
+    except (SourceError, StorageUnavailable, DatabaseError) as exc:
+        # Causes outside everhash, said in plain words; the album keeps its cursor and backs off.
         report.status = "failed"
-        report.error = str(exc)
-        state.update(
-            failures=F("failures") + 1,
-            next_fetch_at=now + backoff(album.failures + 1),
-            last_error=str(exc)[:2000],
-            last_error_at=timezone.now(),
-        )
+        report.error = failure_message(exc)
+        logger.warning("#%s: %s", album.hashtag, report.error)
+        state.update(_failed(album=album, now=now, error=report.error))
     except Exception as exc:
         # A bug or an unexpected failure in one album must not stop the others.
         logger.exception("#%s: fetch failed", album.hashtag)
         report.status = "failed"
         report.error = f"Internal error: {type(exc).__name__}: {exc}"
-        state.update(
-            failures=F("failures") + 1,
-            next_fetch_at=now + backoff(album.failures + 1),
-            last_error=report.error[:2000],
-            last_error_at=timezone.now(),
-        )
+        state.update(_failed(album=album, now=now, error=report.error))
+    except BaseException:
+        # Ctrl-C or an exit mid-fetch: release the album now, not when the lease runs out.
+        report.status = "interrupted"
+        error = "Interrupted: the process stopped."
+        _finish(run=run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=error)
+        raise
     else:
         state.update(
             failures=0,
@@ -635,11 +866,32 @@ def fetch_album(
             rate_limited_until=None,
         )
     # The cursor keeps every page processed, whatever happened after: no failed run moves it back.
-    _finish(run=fetch_run, album=album, report=report, state={**fetch.cursor, **state}, error=report.error)
+    _finish(run=run, album=album, report=report, state={**fetch.cursor, **state}, error=report.error)
     album.refresh_from_db()
-    if report.added:
+    if report.added and report.status == "stopped":
+        record_milestones(album=album)  # announced by the next run's end-of-round chores
+    elif report.added:
         report.milestones_sent = update_milestones(album=album)
     return report
+
+
+def failure_message(exc: BaseException) -> str:
+    """An album's failure in plain words: what failed, what it means, no stack trace."""
+    if isinstance(exc, StorageUnavailable):
+        return f"The media storage failed; nothing was stored for the pictures concerned and they are retried: {exc}"
+    if isinstance(exc, DatabaseError):
+        return f"The database is locked or unreachable ({type(exc).__name__}: {exc}); the album is retried."
+    return str(exc)
+
+
+def _failed(*, album: Album, now: datetime, error: str) -> dict:
+    """The album's state after a failed fetch: back off, keep the cursor, say why."""
+    return {
+        "failures": F("failures") + 1,
+        "next_fetch_at": now + backoff(album.failures + 1),
+        "last_error": error[:2000],
+        "last_error_at": timezone.now(),
+    }
 
 
 def fetch_due_album(*, album_id: int, source: Source, max_pages: int = DEFAULT_MAX_PAGES) -> AlbumReport | None:
@@ -656,15 +908,17 @@ def fetch_due_album(*, album_id: int, source: Source, max_pages: int = DEFAULT_M
     return report
 
 
-def finish_round(*, collages_built_elsewhere: Iterable[int] = ()) -> BuildSummary:
+def finish_round(*, collages_built_elsewhere: Iterable[int] = (), stop: StopRequest | None = None) -> BuildSummary:
     """What ends every round of fetches (the command's run, Celery's dispatch).
 
     Milestone emails that failed earlier (SMTP down...) are sent again, and the stale collages are
     built, except those of `collages_built_elsewhere` (albums whose own fetch task builds them).
+    A stop request ends it between two collages (Stopped); the rest stay stale for the next run.
     """
     announce_pending_milestones()
     stale = Album.objects.filter(collage_stale=True).exclude(pk__in=list(collages_built_elsewhere))
-    return build_stale_collages(albums=stale.order_by("pk"))
+    check = (lambda result: stop.check()) if stop is not None else None
+    return build_stale_collages(albums=stale.order_by("pk"), report=check)
 
 
 def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: bool) -> None:
@@ -704,29 +958,56 @@ def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: 
         fetch.cursor.setdefault("newest_post_id", "")
 
 
+_RUN_STATUS = {
+    "ok": FetchRun.Status.OK,
+    "failed": FetchRun.Status.FAILED,
+    "rate_limited": FetchRun.Status.RATE_LIMITED,
+    "paused": FetchRun.Status.PAUSED,
+    "stopped": FetchRun.Status.STOPPED,
+    "interrupted": FetchRun.Status.INTERRUPTED,
+}
+
+
+def _counts(report: AlbumReport) -> dict:
+    return {
+        "requests_made": report.requests,
+        "posts_seen": report.posts_seen,
+        "pictures_added": report.added,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+        "skipped": report.skipped,
+        "rejections": report.rejections[:200],
+    }
+
+
 def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, error: str) -> None:
+    """Close the run and release its claim, then save the album's state (only while the claim held)."""
     now = timezone.now()
-    FetchRun.objects.filter(pk=run.pk).update(
-        finished=now,
-        requests_made=report.requests,
-        posts_seen=report.posts_seen,
-        pictures_added=report.added,
-        duplicates=report.duplicates,
-        rejected=report.rejected,
-        skipped=report.skipped,
-        error=error[:5000],
-        rejections=report.rejections[:200],
+    closed = FetchRun.objects.filter(pk=run.pk, claim=album).update(
+        finished=now, status=_RUN_STATUS[report.status], claim=None, error=error[:5000], **_counts(report)
     )
+    if not closed:
+        logger.warning("#%s: this run's claim was taken over; its results are not saved", album.hashtag)
+        return
     # Each stored picture already marked the collage stale (pictures_changed); likes may have
     # changed even when nothing was added, so cached pages and ETags move on too.
     Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=now, **state)
 
 
 def _dry_run(
-    *, album: Album, source: Source, max_pages: int, report: AlbumReport, progress, run: RunState
+    *,
+    album: Album,
+    source: Source,
+    max_pages: int,
+    report: AlbumReport,
+    progress,
+    run_state: RunState,
+    stop: StopRequest | None,
 ) -> AlbumReport:
     report.status = "dry_run"
-    fetch = _AlbumFetch(album=album, source=source, report=report, dry_run=True, progress=progress, run=run)
+    fetch = _AlbumFetch(
+        album=album, source=source, report=report, dry_run=True, progress=progress, run_state=run_state, stop=stop
+    )
     try:
         if album.backfill_token:
             since = album.backfill_since_id or None
@@ -735,4 +1016,6 @@ def _dry_run(
             fetch.walk(since_id=album.newest_post_id or None, next_token=None, budget=max_pages, top=True)
     except SourceError as exc:
         report.error = str(exc)
+    except Stopped:
+        report.error = "Stopped on request."
     return report

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
+from django.utils import timezone
+
 from albums.models import Album
 from everhash.celery import app
 from tweets.registry import get_source
-from tweets.services import AlbumReport, fetch_due_album, finish_round
+from tweets.services import AlbumReport, close_interrupted_runs, fetch_due_album, finish_round
 from tweets.sources import AuthFailed
 
 logger = logging.getLogger("everhash.fetch")
@@ -21,6 +23,7 @@ logger = logging.getLogger("everhash.fetch")
 @app.task
 def dispatch_due_albums() -> int:
     """Enqueue a fetch of every due album, then the end-of-round chores. Returns how many were enqueued."""
+    close_interrupted_runs(now=timezone.now())  # runs of dead or hung workers: their albums are due again
     album_ids = list(Album.objects.due().order_by("next_fetch_at", "pk").values_list("pk", flat=True))
     for album_id in album_ids:
         fetch_album_task.delay(album_id)
@@ -32,7 +35,11 @@ def dispatch_due_albums() -> int:
 
 @app.task(bind=True)
 def fetch_album_task(self, album_id: int) -> None:
-    """Fetch one album if it is still due (a duplicate or a late task does nothing)."""
+    """Fetch one album if it is still due (a duplicate or a late task does nothing).
+
+    An album another run holds (cron, `--album`, another worker) is left to it: the log says
+    status=busy, and the album is fetched again when it is next due.
+    """
     worker = self.request.hostname
     try:
         report = fetch_due_album(album_id=album_id, source=get_source())

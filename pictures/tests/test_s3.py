@@ -298,13 +298,14 @@ def test_an_s3_outage_mid_fetch_fails_the_album_keeps_its_cursor_and_a_rerun_com
 
     output = fetch_tweets()
     assert not s3.running
-    assert "#sunset: failed, 1 added" in output and "StorageUnavailable" in output
+    assert "#sunset: failed, 1 added" in output and "The media storage failed" in output
     album.refresh_from_db()
     assert album.failures == 1
     assert album.next_fetch_at > timezone.now() + timedelta(minutes=20)  # backing off
     assert (album.newest_post_id, album.backfill_token) == ("", "")  # the cursor did not move
     run = FetchRun.objects.get()
-    assert "StorageUnavailable" in run.error and run.rejected == 0 and run.pictures_added == 1
+    assert "The media storage failed" in run.error and run.rejected == 0 and run.pictures_added == 1
+    assert run.status == FetchRun.Status.FAILED and run.claim is None
     assert album.collage_stale  # its build failed too; the next run does it
 
     s3.start()  # the same port; moto kept the bucket and the objects written before the outage

@@ -247,11 +247,11 @@ def test_json_prints_a_summary_for_monitoring(x_settings, fake_x, media_server, 
 
 
 def test_a_second_run_says_already_running(x_settings, settings, tmp_path, album):
-    from tweets.management.commands.fetch_tweets import single_run_lock
+    from tweets.management.commands.fetch_tweets import RunLock
 
     settings.VAR_DIR = tmp_path
-    with single_run_lock(tmp_path / "fetch_tweets.lock") as acquired:
-        assert acquired
+    with RunLock(tmp_path / "fetch_tweets.lock").hold() as state:
+        assert state == "held"
         assert "already running" in fetch_tweets()
 
 

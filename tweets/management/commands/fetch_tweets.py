@@ -1,46 +1,102 @@
+"""fetch_tweets: every due album (or the named ones), once or in a loop.
+
+Exit codes (docs/operations.md): 0 every album fetched, or nothing to do; 1 an album failed (its
+cause on stderr, in plain words) or the database failed; 2 a wrong command line; 3 the source
+refused the token (the run stopped); 75 a named album (`--album`) is being fetched by another run.
+`--loop` exits 0 once stopped: its runs' failures were reported as they happened.
+SIGTERM or SIGINT stop the run at a safe point between pictures (a download in flight is
+abandoned), within seconds; the next run continues where it stopped. A second signal exits at once.
+"""
+
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
+import os
 import signal
+import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from albums.models import Album
 from albums.services import albums_for_tags
 from tweets.registry import get_source
 from tweets.services import (
+    CLAIM_LEASE,
     DEFAULT_MAX_PAGES,
     AlbumReport,
     RunState,
+    Stopped,
+    StopRequest,
     active_pause,
+    close_interrupted_runs,
+    failure_message,
     fetch_album,
     finish_round,
+    holder_id,
     posts_read,
     resume_source,
 )
 from tweets.sources import AuthFailed
 
+logger = logging.getLogger("everhash.fetch")
 
-@contextmanager
-def single_run_lock(path: Path):
-    """An exclusive lock held for the run; yields False when another run holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+EXIT_OK = 0
+EXIT_FAILED = 1  # an album failed, or the database did
+EXIT_USAGE = 2
+EXIT_AUTH = 3  # the source refused the token
+EXIT_BUSY = 75  # EX_TEMPFAIL: a named album is being fetched by another run; try again later
+
+
+class RunLock:
+    """The single-run lock of one machine: a file lock that dies with its holder.
+
+    The kernel releases it when the holding process exits, however it exits. The holder touches
+    the file as it makes progress; a lock whose holder made none for CLAIM_LEASE (a hung run) no
+    longer stops the next run, which goes ahead: albums are claimed one by one in the database,
+    and the hung run's claims have expired by then.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def hold(self):
+        """Yields "held", "stale" (held by a run with no progress for CLAIM_LEASE) or "busy"."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                idle = time.time() - os.fstat(handle.fileno()).st_mtime
+                yield "stale" if idle > CLAIM_LEASE.total_seconds() else "busy"
+                return
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{holder_id()} since {timezone.now():%Y-%m-%d %H:%M:%S} UTC\n")
+                handle.flush()
+                yield "held"
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def holder(self) -> str:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def touch(self) -> None:
+        """A sign of progress: the lock is not stale."""
+        with suppress(OSError):
+            os.utime(self.path)
 
 
 class Command(BaseCommand):
@@ -64,35 +120,62 @@ class Command(BaseCommand):
             help="Skip the single-run lock (overlapping runs stay safe: albums are claimed in the database).",
         )
 
+    def run_from_argv(self, argv) -> None:
+        """From the command line (cron), the outcome is also the exit code; call_command only prints it."""
+        self.exit_code = EXIT_OK
+        super().run_from_argv(argv)
+        sys.exit(self.exit_code)
+
     def handle(self, *args, **options) -> None:
         if options["max_pages"] < 1:
-            raise CommandError("--max-pages must be at least 1.")
-        self.stopping = False
-        if options["loop"]:
-            signal.signal(signal.SIGTERM, self._stop)
-            signal.signal(signal.SIGINT, self._stop)
-            while not self.stopping:
-                self._locked_run(options)
+            raise CommandError("--max-pages must be at least 1.", returncode=EXIT_USAGE)
+        self.exit_code = EXIT_OK
+        self.stop = StopRequest()
+        self.lock = RunLock(Path(settings.VAR_DIR) / "fetch_tweets.lock")
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._locked_run(options)
+            while options["loop"] and not self.stop.requested:
                 for _ in range(60):
-                    if self.stopping:
+                    if self.stop.requested:
                         break
                     time.sleep(1)
-            return
-        self._locked_run(options)
+                else:
+                    self._locked_run(options)
+            if options["loop"]:
+                self.exit_code = EXIT_OK  # stopped on request; failures were reported as they happened
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-    def _stop(self, signum, frame) -> None:
-        self.stderr.write("Stopping after the current item...")
-        self.stopping = True
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop.requested:
+            raise KeyboardInterrupt  # a second signal: stop now
+        self.stderr.write("Stopping at the next safe point (between pictures)...")
+        self.stop.request()  # raises Stopped inside a download or a search
 
     def _locked_run(self, options) -> None:
         if options["no_lock"]:
-            self._run(options)
+            self._safe_run(options)
             return
-        with single_run_lock(Path(settings.VAR_DIR) / "fetch_tweets.lock") as acquired:
-            if not acquired:
-                self.stdout.write("fetch_tweets is already running; nothing to do.")
+        with self.lock.hold() as state:
+            if state == "busy":
+                self.stdout.write(f"fetch_tweets is already running ({self.lock.holder()}); nothing to do.")
                 return
+            if state == "stale":
+                self.stderr.write(
+                    f"The run holding the lock ({self.lock.holder()}) has made no progress for "
+                    f"{CLAIM_LEASE.total_seconds() / 60:g} minutes; going ahead (albums are claimed one by one)."
+                )
+            self._safe_run(options)
+
+    def _safe_run(self, options) -> None:
+        try:
             self._run(options)
+        except DatabaseError as exc:
+            # A locked or unreachable database stops the run: every album would fail the same way.
+            self.stderr.write(self.style.ERROR(f"fetch_tweets stopped: {failure_message(exc)}"))
+            self.exit_code = EXIT_FAILED
 
     def _albums(self, tags: list[str]) -> list[Album]:
         if not tags:
@@ -100,34 +183,37 @@ class Command(BaseCommand):
         try:
             return albums_for_tags(tags=tags)
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
 
     def _run(self, options) -> None:
         started = timezone.now()
         source = get_source()
         if options["resume"] and resume_source(source=source.name) and options["verbosity"] > 0:
             self.stdout.write(f"The pause of {source.name} is lifted.")
+        if not options["dry_run"]:
+            close_interrupted_runs(now=started)  # killed or hung runs: closed, their albums due again
         albums = self._albums(options["album"])
         verbosity = options["verbosity"]
         tty = self.stdout.isatty() and not options["json"] and verbosity > 0
         reports: list[AlbumReport] = []
         failure = None
+        database_failed = False
         stopped = ""  # why albums were left for the next run: one message, not one per album
         waiting = 0
-        run = RunState()
+        run_state = RunState()
         for index, album in enumerate(albums):
-            if self.stopping:
+            if self.stop.requested:
                 break
             if active_pause(source=source.name) is not None:
                 waiting = len(albums) - index
                 break
-            if run.out_of_time():
+            if run_state.out_of_time():
                 stopped = (
-                    f"The run's time budget ({run.budget_seconds:g} s, EVERHASH_FETCH_RUN_BUDGET_SECONDS) is "
+                    f"The run's time budget ({run_state.budget_seconds:g} s, EVERHASH_FETCH_RUN_BUDGET_SECONDS) is "
                     f"spent: {len(albums) - index} album(s) wait for the next run."
                 )
                 break
-            progress = self._progress_printer(album) if tty else None
+            self.lock.touch()
             try:
                 report = fetch_album(
                     album=album,
@@ -135,50 +221,78 @@ class Command(BaseCommand):
                     max_pages=options["max_pages"],
                     backfill=options["backfill"],
                     dry_run=options["dry_run"],
-                    progress=progress,
-                    run=run,
+                    forced=bool(options["album"]),
+                    progress=self._progress_printer(album, tty=tty),
+                    run_state=run_state,
+                    stop=self.stop,
                 )
             except AuthFailed as exc:
                 failure = str(exc)
                 reports.append(AlbumReport(hashtag=album.hashtag, status="failed", error=failure))
+                break
+            except DatabaseError as exc:
+                # A locked or unreachable database: every other album would fail the same way.
+                reports.append(AlbumReport(hashtag=album.hashtag, status="failed", error=failure_message(exc)))
+                database_failed = True
                 break
             reports.append(report)
             if tty:
                 self.stdout.write("\r\033[K", ending="")
             if not options["json"] and verbosity > 0:
                 self.stdout.write(self._summary_line(report))
+            if report.status == "stopped":
+                break
         pause = active_pause(source=source.name)
         if pause is not None:
             # X's rate limit or usage cap: every album waits, said once.
             stopped = pause.message + (f" {waiting} album(s) wait." if waiting else "")
         if stopped and not options["json"] and verbosity > 0:
             self.stdout.write(self.style.WARNING(stopped))
-        if not options["dry_run"] and failure is None:
+        if not options["dry_run"] and failure is None and not database_failed and not self.stop.requested:
             # Milestone emails that failed on an earlier run, and the covers of albums that gained
             # pictures (or were moderated) since their last build.
-            collages = finish_round()
-            if collages.failed and verbosity > 0 and not options["json"]:
-                self.stderr.write(f"{len(collages.failed)} collage(s) failed; they are retried on the next run.")
+            try:
+                collages = finish_round(stop=self.stop)
+            except Stopped:
+                pass  # the collages not built yet stay stale for the next run
+            else:
+                if collages.failed and verbosity > 0 and not options["json"]:
+                    self.stderr.write(f"{len(collages.failed)} collage(s) failed; they are retried on the next run.")
+        self._report(reports, started=started, source=source, options=options, failure=failure or "", stopped=stopped)
+        if not albums and verbosity > 0 and not options["json"]:
+            self.stdout.write("No album is due.")
+        if failure:
+            raise CommandError(failure, returncode=EXIT_AUTH)
+
+    def _report(self, reports: list[AlbumReport], *, started, source, options, failure: str, stopped: str) -> None:
+        """The run's summary (--json) and its exit code; failed albums named on stderr for cron."""
+        failed = [report for report in reports if report.status == "failed"]
+        if failed:
+            self.exit_code = EXIT_FAILED
+            self.stderr.write(f"{len(failed)} of {len(reports)} album(s) failed:")
+            for report in failed:
+                self.stderr.write(f"  #{report.hashtag}: {report.error}")
+        elif options["album"] and any(report.status == "busy" for report in reports):
+            self.exit_code = EXIT_BUSY  # a named album was not fetched; a scheduled one is simply someone else's
         if options["json"]:
             summary = {
                 "started": started.isoformat(),
                 "finished": timezone.now().isoformat(),
                 "source": source.name,
                 "albums": [report.as_dict() for report in reports],
-                "error": failure or "",
+                "error": failure,
                 "stopped": stopped,
                 # What X bills: posts read per album today and this month, with the estimated cost.
                 "cost_per_post": str(settings.EVERHASH_X_COST_PER_POST),
                 "posts_read": posts_read(),
             }
             self.stdout.write(json.dumps(summary, indent=2))
-        elif not albums and verbosity > 0:
-            self.stdout.write("No album is due.")
-        if failure:
-            raise CommandError(failure)
 
-    def _progress_printer(self, album: Album):
+    def _progress_printer(self, album: Album, *, tty: bool):
         def show(report: AlbumReport) -> None:
+            self.lock.touch()
+            if not tty:
+                return
             self.stdout.write(
                 f"\r\033[K#{album.hashtag}: {report.posts_seen} posts, {report.added} added, "
                 f"{report.duplicates} duplicates, {report.rejected} rejected",
@@ -202,6 +316,8 @@ class Command(BaseCommand):
             line += f", {report.retried} stored on another try"
         if report.milestones_sent:
             line += f", {report.milestones_sent} milestone emails"
+        if report.status == "stopped":
+            line += ": stopped on request; the next run continues from here"
         if report.error and report.status != "paused":  # a pause is explained once, after the albums
             line += f": {report.error}"
         return self.style.ERROR(line) if report.status == "failed" else line
