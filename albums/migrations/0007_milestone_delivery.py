@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('albums', '0005_album_frame_origins'),
+        ('albums', '0006_album_visible_count'),
     ]
 
     operations = [
