@@ -25,20 +25,19 @@ so one loopback server can stand in for both the API and the media host.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
 import secrets
 import socket
 import ssl
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+from everhash.testing.tls_server import TLSServer, TrackedHandler
 
 SEARCH_PATH = "/2/tweets/search/recent"
 FIRST_ID = 1_900_000_000_000_000_000  # X-sized ids (above 2**60), still inside 63 bits
@@ -146,8 +145,76 @@ def _error(status: int, title: str, detail: str, **extra) -> dict:
     return {"title": title, "detail": detail, "type": "about:blank", "status": status, **extra}
 
 
-class FakeXAPI:
+class _Handler(TrackedHandler):
+    owner: FakeXAPI
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        record = RecordedRequest(method="GET", path=parts.path, params=params, headers=headers)
+        with self.owner.lock:
+            self.owner.requests.append(record)
+
+        if parts.path.startswith("/media/"):
+            with self.owner.lock:
+                image = self.owner._images.get(parts.path.removeprefix("/media/"))
+            if image is None:
+                record.status = 404
+                self._send(404, {"content-type": "text/plain"}, b"not found")
+            else:
+                record.status = 200
+                self._send(200, {"content-type": image[1]}, image[0])
+            return
+        if parts.path != SEARCH_PATH:
+            record.status = 404
+            body = _error(404, "Not Found Error", f"Could not find {parts.path}")
+            self._send(404, {}, json.dumps(body).encode())
+            return
+
+        status, headers_out, body, extra = self.owner._answer(params, headers)
+        record.status = status
+        record.posts = extra.get("posts", 0) if status == 200 else 0
+        if extra.get("disconnect"):
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if "delay" in extra and self.owner._stopping.wait(extra["delay"]):
+            return
+        if "drip" in extra:
+            self._drip(status, headers_out, body, extra["drip"])
+            return
+        self._send(status, headers_out, body)
+
+    def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
+        """Headers at once, then the body one byte per `interval`: every read is quick, the whole is not."""
+        self.send_response(status)
+        for key, value in {"content-type": "application/json; charset=utf-8", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(body)):
+            if self.owner._stopping.wait(interval):
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        headers = {"content-type": "application/json; charset=utf-8", **headers}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FakeXAPI(TLSServer):
     """A threaded HTTPS server on 127.0.0.1 (ephemeral port) that behaves like X's recent search."""
+
+    handler = _Handler
+    name = "fake-x-api"
 
     def __init__(
         self,
@@ -158,9 +225,8 @@ class FakeXAPI:
         rate_limit: int = 450,
         rate_limit_reset: int | None = None,
     ) -> None:
-        self.tls_context = tls_context
+        super().__init__(tls_context, host=host)
         self.bearer_token = bearer_token
-        self.host = host
         self.rate_limit = rate_limit
         self.rate_limit_remaining = rate_limit
         # Epoch seconds of the end of the current rate-limit window.
@@ -174,55 +240,6 @@ class FakeXAPI:
         self._hidden_authors: set[str] = set()  # author ids X cannot return (suspended, protected)
         self._failures: deque[tuple[str, dict]] = deque()
         self._ids = itertools.count(FIRST_ID)
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> FakeXAPI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        server = ThreadingHTTPServer((self.host, 0), handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        # The TLS handshake happens in each handler thread, so a silent client cannot stall accept().
-        server.socket = self.tls_context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-x-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:  # wake handler threads waiting on a kept-alive connection
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeXAPI:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() the fake first"
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        """The base URL to configure (EVERHASH_X_API_URL), e.g. https://127.0.0.1:43123."""
-        return f"https://{self.host}:{self.port}"
 
     # -- content -----------------------------------------------------------------
 
@@ -249,7 +266,7 @@ class FakeXAPI:
         `(media_key, preview_url, width, height)`. `retweet_of` makes the post a
         retweet (`referenced_tweets` type `retweeted`) of that id.
         """
-        with self._lock:
+        with self.lock:
             post_id = int(id) if id is not None else next(self._ids)
             if post_id in self._posts:
                 raise ValueError(f"post {post_id} already exists")
@@ -292,7 +309,7 @@ class FakeXAPI:
         """`count` one-photo posts, oldest first; `photo_url` is formatted with `media_key` and `n`."""
         ids = []
         for n in range(count):
-            with self._lock:
+            with self.lock:
                 post_id = next(self._ids)
                 media_key = f"3_{post_id}"
                 url = photo_url.format(media_key=media_key, n=n)
@@ -303,7 +320,7 @@ class FakeXAPI:
         self, original_id: int | str, *, by: tuple[str, str] = ("retweeter", "Re Tweeter"), **kwargs
     ) -> str:
         """A retweet of a stored post, carrying the original's photos (as X's payloads may)."""
-        with self._lock:
+        with self.lock:
             original = self._posts[int(original_id)]
             photos = [(m.media_key, m.url, m.width, m.height, m.alt_text) for m in original.media if m.type == "photo"]
             tag = next(iter(original.tags))
@@ -311,7 +328,7 @@ class FakeXAPI:
 
     def add_image(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
         """Serve `data` at /media/<name>; returns its https URL on this server."""
-        with self._lock:
+        with self.lock:
             self._images[name] = (data, content_type)
         return f"{self.url}/media/{name}"
 
@@ -319,22 +336,22 @@ class FakeXAPI:
         """Make the next `times` API answers misbehave (see FAILURE_KINDS). Queued in order."""
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r}; choose from {sorted(FAILURE_KINDS)}")
-        with self._lock:
+        with self.lock:
             self._failures.extend([(kind, dict(opts))] * times)
 
     def hide_author(self, username: str) -> None:
         """Answer this author's posts without their user in `includes.users`, explained by a
         partial `errors` entry, as X does for a suspended or protected account."""
-        with self._lock:
+        with self.lock:
             self._hidden_authors.add(self._user_ids[username])
 
     def posts_returned(self) -> int:
         """Every post sent in `data` so far: what X bills."""
-        with self._lock:
+        with self.lock:
             return sum(r.posts for r in self.requests)
 
     def search_requests(self) -> list[RecordedRequest]:
-        with self._lock:
+        with self.lock:
             return [r for r in self.requests if r.path == SEARCH_PATH]
 
     def _photo(self, item: object, post_id: int, index: int) -> _Media:
@@ -364,7 +381,7 @@ class FakeXAPI:
 
     def _answer(self, params: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, dict]:
         """(status, headers, body, opts) for one search request."""
-        with self._lock:
+        with self.lock:
             if headers.get("authorization") != f"Bearer {self.bearer_token}":
                 body = _error(401, "Unauthorized", "Unauthorized")
                 return 401, self._rate_headers(), json.dumps(body).encode(), {}
@@ -556,90 +573,3 @@ class FakeXAPI:
         username, name = self._users[author_id]
         data = {"id": author_id, "username": username, "name": name}
         return {key: value for key, value in data.items() if key in fields}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeXAPI
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests' session expects
-    timeout = 30  # an idle kept-alive connection is dropped eventually
-
-    def setup(self) -> None:
-        super().setup()
-        with self.fake._lock:
-            self.fake._connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.fake._lock:
-                self.fake._connections.discard(self.connection)
-
-    def handle(self) -> None:
-        # A client that went away (timeouts, shutdown) is not the fake's problem.
-        with contextlib.suppress(OSError):
-            super().handle()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        record = RecordedRequest(method="GET", path=parts.path, params=params, headers=headers)
-        with self.fake._lock:
-            self.fake.requests.append(record)
-
-        if parts.path.startswith("/media/"):
-            with self.fake._lock:
-                image = self.fake._images.get(parts.path.removeprefix("/media/"))
-            if image is None:
-                record.status = 404
-                self._send(404, {"content-type": "text/plain"}, b"not found")
-            else:
-                record.status = 200
-                self._send(200, {"content-type": image[1]}, image[0])
-            return
-        if parts.path != SEARCH_PATH:
-            record.status = 404
-            body = _error(404, "Not Found Error", f"Could not find {parts.path}")
-            self._send(404, {}, json.dumps(body).encode())
-            return
-
-        status, headers_out, body, extra = self.fake._answer(params, headers)
-        record.status = status
-        record.posts = extra.get("posts", 0) if status == 200 else 0
-        if extra.get("disconnect"):
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if "delay" in extra and self.fake._stopping.wait(extra["delay"]):
-            return
-        if "drip" in extra:
-            self._drip(status, headers_out, body, extra["drip"])
-            return
-        self._send(status, headers_out, body)
-
-    def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
-        """Headers at once, then the body one byte per `interval`: every read is quick, the whole is not."""
-        self.send_response(status)
-        for key, value in {"content-type": "application/json; charset=utf-8", **headers}.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.flush()
-        for i in range(len(body)):
-            if self.fake._stopping.wait(interval):
-                return
-            self.wfile.write(body[i : i + 1])
-            self.wfile.flush()
-
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        headers = {"content-type": "application/json; charset=utf-8", **headers}
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
