@@ -313,9 +313,9 @@ class Pair:
     half: str
 
 
-def _kind(a: str, b: str, greyscale: bool) -> str:
+def _kind(a: str, b: str, unchanged: frozenset[str]) -> str:
     def name(chain: str) -> str:
-        changes = edits.changes(chain, greyscale=greyscale)
+        changes = edits.changes(chain, unchanged=unchanged)
         return "+".join(changes) if changes else ("original" if chain == "original" else "copy")
 
     first, second = name(a), name(b)
@@ -328,7 +328,10 @@ def _kind(a: str, b: str, greyscale: bool) -> str:
     return "edit vs another edit"
 
 
-def labelled_pairs(source: Source, greyscale: bool) -> list[Pair]:
+def labelled_pairs(source: Source, unchanged: frozenset[str]) -> list[Pair]:
+    """The pairs of one source. ``unchanged``: the edits that leave this picture's pixels as they were
+    (edits.unchanged_edits: greyscale of a grey picture, a blur of a smooth gradient); by the product's
+    definition they make no different photo, so their pairs are labelled duplicates."""
     chains = ["original", *COPIES]
     pairs = [(a, b) for a, b in itertools.combinations(chains, 2)]  # copy vs copy, original vs copy
     pairs += [("original", e) for e in EDITS]
@@ -339,8 +342,8 @@ def labelled_pairs(source: Source, greyscale: bool) -> list[Pair]:
     pairs += [("blur-r1", "blur-r2"), ("sharpen-soft", "sharpen-r2"), ("mirror", "rotate180"), ("greyscale", "sepia")]
     out = []
     for a, b in pairs:
-        duplicate = edits.changes(a, greyscale=greyscale) == edits.changes(b, greyscale=greyscale)
-        out.append(Pair(f"{source.name}/{a}", f"{source.name}/{b}", _kind(a, b, greyscale), duplicate, source.half))
+        duplicate = edits.changes(a, unchanged=unchanged) == edits.changes(b, unchanged=unchanged)
+        out.append(Pair(f"{source.name}/{a}", f"{source.name}/{b}", _kind(a, b, unchanged), duplicate, source.half))
     return out
 
 
@@ -366,7 +369,7 @@ def each_source(
             continue
         image = source.make()
         greyscale = image.mode == "L"
-        own = labelled_pairs(source, greyscale)
+        own = labelled_pairs(source, edits.unchanged_edits(image, EDITS))
         files = {key: edits.render(image, key.split("/", 1)[1]) for key in sorted(chains_of(own))}
         yield source, files, own, greyscale
 

@@ -13,9 +13,10 @@ An edit name chains steps with "+": ``"resize-50+webp-q75"`` resizes then re-enc
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from tweets.sample import OPS as SAMPLE_OPS
@@ -150,17 +151,43 @@ def steps(chain: str) -> list[Edit]:
     return found
 
 
-def keeps_photo(chain: str, *, greyscale: bool = False) -> bool:
+def keeps_photo(chain: str, *, greyscale: bool = False, unchanged: Collection[str] = ()) -> bool:
     """Whether a chain of steps leaves the same photo (a duplicate of the original)."""
-    return not changes(chain, greyscale=greyscale)
+    return not changes(chain, greyscale=greyscale, unchanged=unchanged)
 
 
-def changes(chain: str, *, greyscale: bool = False) -> list[str]:
+def changes(chain: str, *, greyscale: bool = False, unchanged: Collection[str] = ()) -> list[str]:
     """The steps of a chain that make a different photo, in order. Two chains with the same changes
-    are the same photo; colour-only edits change nothing on a greyscale photo."""
+    are the same photo; colour-only edits change nothing on a greyscale photo, and the edits named in
+    ``unchanged`` (see `unchanged_edits`) change nothing on this one."""
     if chain in ("", "original"):
         return []
-    return [s.name for s in steps(chain) if not s.keeps_photo and not (greyscale and s.colour_only)]
+    return [
+        s.name
+        for s in steps(chain)
+        if not s.keeps_photo and not (greyscale and s.colour_only) and s.name not in unchanged
+    ]
+
+
+# An edit leaves a photo as it was when at most this share of its pixel values moves by more than one
+# level (the rounding of one 8-bit step): a blur of a smooth gradient, greyscale of a grey picture.
+UNCHANGED_SHARE = 0.001
+
+
+def unchanged_edits(image: Image.Image, names: Iterable[str]) -> frozenset[str]:
+    """The edits among ``names`` that do not alter ``image``: the product's duplicate is "the same photo
+    without alteration", so an edit whose result has the original's pixels (to within rounding) makes
+    no different photo. Edits that change the size are never unchanged."""
+    original = np.asarray(_rgb(image), np.int16)
+    found = set()
+    for name in names:
+        edited = EDITS[name].apply(image)
+        if edited.size != image.size:
+            continue
+        moved = np.abs(np.asarray(_rgb(edited), np.int16) - original) > 1
+        if moved.mean() <= UNCHANGED_SHARE:
+            found.add(name)
+    return frozenset(found)
 
 
 def render(image: Image.Image, chain: str) -> bytes:
