@@ -42,6 +42,7 @@ def _photo(name: str) -> Image.Image:
 SOURCES = {
     "chelsea": lambda: _photo("chelsea.png"),
     "rocket": lambda: _photo("rocket.jpg"),
+    "hubble": lambda: _photo("hubble_deep_field.jpg"),  # dark, with little colour
     "page": lambda: text_page(np.random.default_rng(7), (500, 650)),
     "drawing": lambda: drawing(np.random.default_rng(8), (520, 400)),
 }
@@ -107,6 +108,15 @@ def test_an_edit_is_a_different_picture(name, edit):
 @pytest.mark.parametrize("edit", [e for e in EDITS if e != "greyscale"])
 def test_an_edit_of_a_drawing_is_a_different_picture(edit):
     assert_same("drawing", "original", edit, same=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "stored", "arriving"),
+    [("chelsea", "greyscale", "original"), ("hubble", "greyscale+webp-q75", "resize-50")],
+)
+def test_a_colour_picture_arriving_after_its_greyscale_copy_is_a_different_picture(name, stored, arriving):
+    """Ingest meets pictures in either order: the sample album stores Hubble's greyscale copy first."""
+    assert_same(name, stored, arriving, same=False)
 
 
 def test_a_drawing_and_its_greyscale_copy_are_different_pictures():
