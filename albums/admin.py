@@ -71,15 +71,11 @@ class AlbumAdmin(admin.ModelAdmin):
         "created",
         "pictures_link",
         "review_link",
-        "newest_post_id",
-        "backfill_token",
-        "backfill_done",
         "last_fetch_at",
         "last_success_at",
         "last_error",
         "last_error_at",
         "failures",
-        "rate_limited_until",
         "collage_stale",
     ]
     fieldsets = [
@@ -98,10 +94,6 @@ class AlbumAdmin(admin.ModelAdmin):
                     "last_error",
                     "last_error_at",
                     "failures",
-                    "rate_limited_until",
-                    "newest_post_id",
-                    "backfill_token",
-                    "backfill_done",
                     "collage_stale",
                 ]
             },
@@ -164,7 +156,7 @@ class AlbumAdmin(admin.ModelAdmin):
 
     @admin.action(description="Fetch the selected albums on the next run")
     def fetch_now(self, request, queryset) -> None:
-        # Due at once; a source's rate limit (rate_limited_until) still holds.
+        # Due at once; each source's rate limit and back-off (tweets.AlbumSource) still hold.
         n = queryset.filter(is_active=True).update(next_fetch_at=timezone.now())
         paused = queryset.filter(is_active=False).count()
         message = f"{_plural(n, 'album')} will be fetched on the next run."

@@ -155,26 +155,14 @@ class Album(models.Model):
         help_text="What happens to a new post whose text contains a blocked word (this album's or a global one).",
     )
 
-    # Fetch state, owned by tweets.services (the fetch_tweets command).
-    newest_post_id = models.CharField(
-        max_length=32, blank=True, help_text="Cursor for newer posts: the newest post id seen (since_id)."
-    )
-    backfill_token = models.CharField(
-        max_length=200, blank=True, help_text="Cursor for older posts: the source's next-page token."
-    )
-    backfill_since_id = models.CharField(
-        max_length=32,
-        blank=True,
-        help_text="The since_id the older walk (backfill_token) was started under: empty for the history walk.",
-    )
-    backfill_done = models.BooleanField(default=False)
+    # Fetch state of the album as a whole, owned by tweets.services (the fetch_tweets command); each
+    # source's cursors, back-off, rate limit and last result are in tweets.AlbumSource.
     last_fetch_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed fetches (for back-off).")
     next_fetch_at = models.DateTimeField(null=True, blank=True)
-    rate_limited_until = models.DateTimeField(null=True, blank=True)
     collage_stale = models.BooleanField(default=False, help_text="Pictures changed since the collage was built.")
     pictures_version = models.PositiveIntegerField(
         default=0, help_text="Bumped by every change to the album's pictures: cached pages and ETags follow it."

@@ -111,12 +111,14 @@ SETUP = """
 import sys
 import django; django.setup()
 from albums.models import Album
+from tweets.models import AlbumSource
 from users.models import User
 idle, tags = sys.argv[1] == "idle", sys.argv[3:]
 owner = User.objects.create_user("bench@example.com", None, name="Bench Owner")
 for tag in tags:
     if idle:  # fetched before, history complete: a fetch is one since_id search
-        Album.objects.create(owner=owner, hashtag=tag, title="Idle", newest_post_id=sys.argv[2], backfill_done=True)
+        album = Album.objects.create(owner=owner, hashtag=tag, title="Idle")
+        AlbumSource.objects.create(album=album, key="x", newest_post_id=sys.argv[2], backfill_done=True)
     else:
         Album.objects.create(owner=owner, hashtag=tag, title="Benchmark")
 """

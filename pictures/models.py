@@ -12,7 +12,12 @@ from everhash.lib.media import media_url
 
 
 class Source(models.TextChoices):
+    """The network a picture's post belongs to: post ids and author handles are unique within it
+    (a Mastodon status read from two instances is one post, under its `uri`)."""
+
     X = "x", "X (Twitter)"
+    MASTODON = "mastodon", "Mastodon"
+    BLUESKY = "bluesky", "Bluesky"
     SAMPLE = "sample", "Bundled sample"
 
 
@@ -57,10 +62,10 @@ class Picture(models.Model):
     album = models.ForeignKey(Album, models.CASCADE, related_name="pictures")
     source = models.CharField(max_length=20, choices=Source.choices)
     # Platform ids are strings: they exceed 32 bits (and 53 bits in JavaScript).
-    post_id = models.CharField(max_length=64)
+    post_id = models.CharField(max_length=255, help_text="The post's id on its network (a Mastodon or Bluesky URI).")
     media_key = models.CharField(max_length=100)
     permalink = models.URLField(max_length=500)
-    author_handle = models.CharField(max_length=100)
+    author_handle = models.CharField(max_length=255, help_text="Without @; user@instance on Mastodon.")
     author_name = models.CharField(max_length=200, blank=True)
     text = models.TextField(blank=True, help_text="The post's text, as the source gave it (untrusted).")
     like_count = models.PositiveIntegerField(default=0)
@@ -137,6 +142,11 @@ class Picture(models.Model):
         """Alt text for <img>: the author's own description, else who took it."""
         return self.alt_text or f"Photo by @{self.author_handle}"
 
+    @property
+    def source_badge(self) -> str:
+        """The network's short name, for the card's badge: "X", "Mastodon", "Bluesky", "Sample"."""
+        return {Source.X: "X", Source.SAMPLE: "Sample"}.get(self.source) or Source(self.source).label
+
 
 # Moderation (pictures/moderation.py writes these; the fetch reads them through its Policy).
 
@@ -163,7 +173,7 @@ class BlockedAuthor(models.Model):
         help_text="Leave empty to block the author from every album.",
     )
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.X)
-    handle = models.CharField(max_length=100, help_text="Without @; stored lowercased.")
+    handle = models.CharField(max_length=255, help_text="Without @; stored lowercased (user@instance on Mastodon).")
     reason = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     created = models.DateTimeField(default=timezone.now)
@@ -234,7 +244,7 @@ class Takedown(models.Model):
     """A post removed from every album, files included, and never fetched again."""
 
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.X)
-    post_id = models.CharField(max_length=64)
+    post_id = models.CharField(max_length=255, help_text="The post's id on its network (a Mastodon or Bluesky URI).")
     reason = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     created = models.DateTimeField(default=timezone.now)
@@ -260,7 +270,7 @@ class DeletedMedia(models.Model):
     album = models.ForeignKey(Album, models.CASCADE, related_name="deleted_media")
     source = models.CharField(max_length=20, choices=Source.choices)
     media_key = models.CharField(max_length=100)
-    post_id = models.CharField(max_length=64)
+    post_id = models.CharField(max_length=255, help_text="The post's id on its network (a Mastodon or Bluesky URI).")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -311,8 +321,8 @@ class ModerationAction(models.Model):
     )
     hashtag = models.CharField(max_length=100, blank=True, help_text="The album's hashtag, kept if it is deleted.")
     source = models.CharField(max_length=20, blank=True)
-    post_id = models.CharField(max_length=64, blank=True)
-    handle = models.CharField(max_length=100, blank=True)
+    post_id = models.CharField(max_length=255, blank=True)
+    handle = models.CharField(max_length=255, blank=True)
     picture_ids = models.JSONField(default=list, blank=True, help_text="The pictures affected (the first 1000).")
     count = models.PositiveIntegerField(default=0, help_text="Pictures affected.")
     detail = models.TextField(blank=True)

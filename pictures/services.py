@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
@@ -38,6 +39,7 @@ from pictures.storage import (  # noqa: F401  (StorageUnavailable: re-exported)
     read_file,
     store_file,
 )
+from tweets.models import AlbumSource
 from tweets.sources import Photo, Post
 
 logger = logging.getLogger("everhash.ingest")
@@ -116,8 +118,7 @@ def ingest_photo(
         with transaction.atomic():
             picture = Picture.objects.create(
                 album=album,
-                source=source,
-                **credit(post=post, photo=photo),
+                **credit(source=source, post=post, photo=photo),
                 added_at=timezone.now(),
                 sensitive=post.sensitive,
                 width=verified.width,
@@ -137,13 +138,14 @@ def ingest_photo(
     return Outcome("added", picture=picture)
 
 
-def credit(*, post: Post, photo: Photo) -> dict:
-    """The fields that credit a picture to the post it came from (author, permalink, time, text)."""
+def credit(*, source: str, post: Post, photo: Photo) -> dict:
+    """The fields that credit a picture to the post it came from (network, author, permalink, time, text)."""
     return {
+        "source": source,
         "post_id": post.id,
         "media_key": photo.media_key,
         "permalink": post.permalink,
-        "author_handle": post.author_handle[:100],
+        "author_handle": post.author_handle[:255],
         "author_name": post.author_name[:200],
         "text": post.text,
         "like_count": max(post.like_count, 0),
@@ -315,11 +317,13 @@ def _rendition_intact(rendition: dict) -> bool:
 def _refetch(picture: Picture) -> None:
     """Remove a picture whose original is lost, so the album's next fetch stores it again.
 
-    The album's cursors are reset: its next fetch reads X's whole search window again, as on its
-    first run (those posts are billed again; the pictures still stored are skipped, not downloaded).
+    The cursors of the album's sources on the picture's network are reset: its next fetch reads
+    their whole search window again, as on its first run (X bills those posts again; the pictures
+    still stored are skipped, not downloaded).
     """
     Picture.objects.filter(pk=picture.pk).delete()
-    Album.objects.filter(pk=picture.album_id).update(
+    network = Q(key=picture.source) | Q(key__startswith=f"{picture.source}:")
+    AlbumSource.objects.filter(network, album_id=picture.album_id).update(
         newest_post_id="", backfill_token="", backfill_since_id="", backfill_done=False
     )
     pictures_changed(album_ids=[picture.album_id])

@@ -10,7 +10,7 @@ from albums.api import HASHTAG_PARAMETER, KEY_PARAMETER, album_for_request
 from albums.models import Album
 from everhash.lib.api import errors
 from everhash.lib.apiparams import integer_schema
-from tweets.models import FetchRun, PendingMedia
+from tweets.models import AlbumSource, FetchRun, PendingMedia
 
 
 class FetchRunSerializer(serializers.ModelSerializer):
@@ -45,9 +45,37 @@ class PendingPhotoSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class AlbumSourceSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(help_text="What owners read: X, mastodon.social, bsky.social.")
+    summary = serializers.CharField(help_text="The last search and what came back, in plain words.")
+
+    class Meta:
+        model = AlbumSource
+        fields = [
+            "key",
+            "label",
+            "enabled",
+            "summary",
+            "last_fetch_at",
+            "last_success_at",
+            "last_status",
+            "last_posts",
+            "last_added",
+            "last_error",
+            "failures",
+            "next_fetch_at",
+            "rate_limited_until",
+            "backfill_done",
+        ]
+        read_only_fields = fields
+
+
 class FetchStatusSerializer(serializers.ModelSerializer):
     fetching_active = serializers.BooleanField(source="is_active", help_text="Whether new posts are fetched.")
     runs = FetchRunSerializer(many=True, source="recent_runs", help_text="The most recent runs, newest first.")
+    sources = AlbumSourceSerializer(
+        many=True, help_text="Each source of the album: on or off, its last search and what came back."
+    )
     pending_photos = PendingPhotoSerializer(
         many=True,
         source="waiting_photos",
@@ -65,8 +93,7 @@ class FetchStatusSerializer(serializers.ModelSerializer):
             "failures",
             "last_error",
             "last_error_at",
-            "rate_limited_until",
-            "backfill_done",
+            "sources",
             "pending_photos",
             "runs",
         ]

@@ -7,9 +7,76 @@ from django.utils import timezone
 
 from albums.models import Album
 
+# The widest source key: "mastodon:" or "bluesky:" and a host name (at most 253 characters).
+SOURCE_KEY_LENGTH = 270
+
+
+class AlbumSource(models.Model):
+    """One source feeding one album, with its own cursors, back-off, rate limit and last result,
+    so one failing source never blocks the others (tweets.services.fetch_album).
+
+    `key` names the source (tweets.registry): `x`, `sample`, `mastodon:<instance>`,
+    `bluesky:<service>`. A fetch gives an album a row for every source of the run; the owner
+    switches them off and on (`enabled`); a source configured later joins every album.
+    """
+
+    album = models.ForeignKey(Album, models.CASCADE, related_name="sources")
+    key = models.CharField(max_length=SOURCE_KEY_LENGTH)
+    enabled = models.BooleanField(default=True)
+    newest_post_id = models.CharField(
+        max_length=255, blank=True, help_text="Cursor for newer posts: the newest post read (since_id, or a time)."
+    )
+    backfill_token = models.CharField(
+        max_length=1000, blank=True, help_text="Cursor for older posts: the source's next-page token."
+    )
+    backfill_since_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The since_id the older walk (backfill_token) was started under: empty for the history walk.",
+    )
+    backfill_done = models.BooleanField(default=False)
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed fetches (for back-off).")
+    next_fetch_at = models.DateTimeField(null=True, blank=True, help_text="Backing off after failures until then.")
+    rate_limited_until = models.DateTimeField(null=True, blank=True)
+    last_fetch_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=20, blank=True)
+    last_posts = models.PositiveIntegerField(default=0, help_text="Posts the last fetch read.")
+    last_added = models.PositiveIntegerField(default=0, help_text="Pictures the last fetch added.")
+    last_error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            # One state per source per album; also the index a fetch reads an album's rows by.
+            models.UniqueConstraint(fields=["album", "key"], name="albumsource_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} for #{self.album.hashtag}"
+
+    @property
+    def label(self) -> str:
+        """What owners read: "X", "Sample posts", or the instance or service: "mastodon.social"."""
+        return {"x": "X", "sample": "Sample posts"}.get(self.key) or self.key.partition(":")[2] or self.key
+
+    @property
+    def summary(self) -> str:
+        """The last search and what came back, in plain words ("12 posts, 9 pictures")."""
+        if not self.enabled:
+            return "switched off"
+        if self.last_fetch_at is None:
+            return "not searched yet"
+        if self.last_status == "ok":
+            return f"{self.last_posts} posts, {self.last_added} pictures"
+        if self.last_status in ("rate_limited", "paused") and self.rate_limited_until:
+            return f"rate limited until {self.rate_limited_until:%H:%M} UTC"
+        return f"failed: {self.last_error}" if self.last_error else self.last_status.replace("_", " ")
+
 
 class FetchRun(models.Model):
-    """One fetch of one album by fetch_tweets: what it did and what went wrong.
+    """One fetch of one album from one source by fetch_tweets: what it did and what went wrong.
 
     A running fetch is also the album's claim: `claim` points at the album while the run holds it
     (unique, so at most one live run per album) and `lease_until` says until when, renewed as the
@@ -27,7 +94,9 @@ class FetchRun(models.Model):
         INTERRUPTED = "interrupted", "Interrupted: its process died or hung"
 
     album = models.ForeignKey(Album, models.CASCADE, related_name="fetch_runs")
-    source = models.CharField(max_length=20, blank=True, help_text="Where the posts came from (x, sample).")
+    source = models.CharField(
+        max_length=SOURCE_KEY_LENGTH, blank=True, help_text="The source asked (an AlbumSource key: x, mastodon:<host>)."
+    )
     started = models.DateTimeField(default=timezone.now)
     finished = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
@@ -90,9 +159,9 @@ class PendingMedia(models.Model):
         GAVE_UP = "gave_up", "Gave up"
 
     album = models.ForeignKey(Album, models.CASCADE, related_name="pending_media")
-    source = models.CharField(max_length=20)
-    post_id = models.CharField(max_length=32)
-    media_key = models.CharField(max_length=64)
+    source = models.CharField(max_length=20, help_text="The network (pictures.models.Source).")
+    post_id = models.CharField(max_length=255, help_text="A Mastodon or Bluesky id is a URI.")
+    media_key = models.CharField(max_length=100)
     url = models.URLField(max_length=1000)
     post = models.JSONField(help_text="The post's fields (author, permalink, text, time...) and the photo's.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
@@ -121,13 +190,15 @@ class PendingMedia(models.Model):
 
 class SourcePause(models.Model):
     """A source that must not be asked anything before `until`: X's app-wide rate limit or its
-    usage cap. Every album waits (one message, not one failure per album); /healthz says so."""
+    usage cap, a Mastodon instance's or Bluesky's rate limit. Every album waits for that source
+    (one message, not one failure per album); /healthz says so. `source` is the source's key
+    (`x`, `mastodon:<instance>`, `bluesky:<service>`)."""
 
     class Kind(models.TextChoices):
         RATE_LIMIT = "rate_limit", "Rate limit"
         USAGE_CAP = "usage_cap", "Usage cap"
 
-    source = models.CharField(max_length=20, unique=True)
+    source = models.CharField(max_length=SOURCE_KEY_LENGTH, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     until = models.DateTimeField()
     message = models.TextField()

@@ -168,6 +168,8 @@ class SampleSource:
     """
 
     name = "sample"
+    key = "sample"
+    label = "Sample posts"
     requests_made = 0
 
     def __init__(self, *, data_dir: Path = DATA_DIR, page_size: int = PAGE_SIZE) -> None:

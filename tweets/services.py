@@ -47,7 +47,7 @@ from pictures.models import Picture
 from pictures.moderation import Policy
 from pictures.services import credit, ingest_photo, load_signature_index
 from pictures.storage import StorageUnavailable
-from tweets.models import FetchRun, PendingMedia, SourcePause
+from tweets.models import AlbumSource, FetchRun, PendingMedia, SourcePause
 from tweets.sources import (
     AuthFailed,
     MediaError,
@@ -71,23 +71,62 @@ DEFAULT_MAX_PAGES = 5
 
 
 @dataclass
-class AlbumReport:
-    """The outcome of one album's fetch, for the command's output and --json."""
+class Counts:
+    """What a fetch did: of one album from one source (SourceReport), or of all its sources (AlbumReport)."""
 
-    hashtag: str
-    status: str = "ok"  # ok, failed, rate_limited, paused, stopped, busy (another run holds it), skipped, dry_run
     requests: int = 0  # every HTTP request to the source, failed ones and retries included
     posts_seen: int = 0  # every post the source returned (what X bills)
     added: int = 0
     duplicates: int = 0
     rejected: int = 0
     skipped: int = 0
-    milestones_sent: int = 0
-    error: str = ""
     new_photos: int = 0  # --dry-run: photos not stored yet
     pending: int = 0  # photos whose download failed for now: later runs try again
     retried: int = 0  # photos stored on another try
     rejections: list[dict] = field(default_factory=list)
+
+
+COUNTS = ("requests", "posts_seen", "added", "duplicates", "rejected", "skipped", "new_photos", "pending", "retried")
+
+
+@dataclass
+class SourceReport(Counts):
+    """The outcome of fetching one album from one source."""
+
+    key: str = ""
+    label: str = ""
+    # ok, failed, rate_limited, paused, stopped, interrupted, busy, dry_run; or not asked: backing_off.
+    status: str = "ok"
+    error: str = ""
+    refused: bool = False  # the credentials were refused: not the album's fault, asked no more this run
+
+    def describe(self) -> str:
+        """What owners and operators read: "mastodon.social: 12 posts, 9 pictures", or why not."""
+        if self.status == "dry_run":
+            line = f"{self.label}: would store {self.new_photos} new photos"
+            return f"{line} ({self.error})" if self.error else line
+        if self.status == "ok":
+            return f"{self.label}: {self.posts_seen} posts, {self.added} pictures"
+        return f"{self.label}: {self.error or self.status.replace('_', ' ')}"
+
+
+@dataclass
+class AlbumReport(Counts):
+    """The outcome of one album's fetch, every source together, for the command's output and --json."""
+
+    hashtag: str = ""
+    # ok, partial (a source failed, another worked), failed, rate_limited, paused, stopped, interrupted,
+    # busy (another run holds it), backing_off (every source waits), skipped, dry_run
+    status: str = "ok"
+    error: str = ""
+    milestones_sent: int = 0
+    sources: list[SourceReport] = field(default_factory=list)
+
+    def add(self, part: SourceReport) -> None:
+        self.sources.append(part)
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.rejections.extend(part.rejections)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -473,7 +512,7 @@ class _AlbumFetch:
         *,
         album: Album,
         source: Source,
-        report: AlbumReport,
+        report: SourceReport,
         dry_run: bool,
         progress,
         run_state: RunState,
@@ -539,13 +578,15 @@ class _AlbumFetch:
         return pages, False
 
     def source_says_stop(self, page: Page) -> bool:
-        """X said this was the last request of its window (x-rate-limit-remaining: 0): pause every
-        album until the reset rather than spend a request on a certain 429."""
+        """The source said this was the last request of its window (X's x-rate-limit-remaining: 0, or
+        a Mastodon instance's or Bluesky's): pause it for every album until the reset rather than
+        spend a request on a certain 429."""
         limit = page.rate_limit
         if limit.remaining != 0 or limit.reset_at is None or self.dry_run:
             return False
-        message = f"X's rate limit is used up until {limit.reset_at:%H:%M} UTC; no request is made before then."
-        pause_source(source=self.source.name, error=RateLimited(message, reset_at=limit.reset_at))
+        label = self.source.label
+        message = f"{label}'s rate limit is used up until {limit.reset_at:%H:%M} UTC; no request is made before then."
+        pause_source(source=self.source.key, error=RateLimited(message, reset_at=limit.reset_at))
         return True
 
     # -- pages and photos --------------------------------------------------------------
@@ -737,62 +778,151 @@ class _AlbumFetch:
 def credit_earliest(*, picture_id: int, source: str, post: Post, photo: Photo) -> bool:
     """Credit a stored picture to `post` when `post` is an earlier posting of the same photo.
 
-    Walks go newest first, so a copy is usually stored before its original arrives (in the same
-    page or a later run): the first post, its author, permalink and time, is who gets the credit.
-    A conditional update, so overlapping runs agree. True when the credit moved.
+    The album's dedupe spans its sources, so a photo posted to X and to Mastodon is stored once
+    and names the earliest post (its network, author, permalink and time), whichever copy arrived
+    first: walks go newest first, and the networks are read one after another. The stored files
+    stay (they are the same photo). A conditional update, so overlapping runs agree on the
+    earliest. True when the credit moved.
     """
+    earlier = Picture.objects.filter(pk=picture_id, posted_at__gt=post.posted_at)
     try:
-        earlier = Picture.objects.filter(pk=picture_id, source=source, posted_at__gt=post.posted_at)
-        moved = earlier.update(**credit(post=post, photo=photo))
+        with transaction.atomic():
+            moved = earlier.update(**credit(source=source, post=post, photo=photo))
     except IntegrityError:
-        return False  # that media key is stored already (an overlapping run)
+        return False  # that post's photo is already another picture of the album: leave both alone
     if moved:
         picture = Picture.objects.only("album_id").get(pk=picture_id)
+        logger.info("picture %s credited to the earlier %s", picture_id, post.permalink)
         pictures_changed(album_ids=[picture.album_id])
     return bool(moved)
+
+
+def album_sources(*, album: Album, keys: Iterable[str]) -> dict[str, AlbumSource]:
+    """The album's source rows by key, with a row (switched on) for each of `keys` it lacks.
+
+    A new album is fed by every source of the run; a source configured later joins every album;
+    one its owner switched off stays off.
+    """
+    keys = list(keys)
+    rows = {row.key: row for row in AlbumSource.objects.filter(album=album)}
+    if missing := [key for key in keys if key not in rows]:
+        AlbumSource.objects.bulk_create([AlbumSource(album=album, key=key) for key in missing], ignore_conflicts=True)
+        rows = {row.key: row for row in AlbumSource.objects.filter(album=album)}
+    return rows
+
+
+def choose_album_sources(*, album: Album, offered: Iterable[str], enabled: Iterable[str]) -> None:
+    """The owner's choice: of the `offered` sources, those in `enabled` feed the album, the others not."""
+    offered = list(offered)
+    chosen = set(enabled) & set(offered)
+    album_sources(album=album, keys=offered)
+    AlbumSource.objects.filter(album=album, key__in=chosen).update(enabled=True)
+    AlbumSource.objects.filter(album=album, key__in=set(offered) - chosen).update(enabled=False)
+
+
+def _not_asked(
+    *, source: Source, row: AlbumSource, now: datetime, forced: bool, refused: dict[str, str]
+) -> SourceReport | None:
+    """Why `source` is not asked for this album this time, as its report; None when it is asked.
+
+    A pause (the source's app-wide rate limit or usage cap) and the album's own rate limit always
+    hold; a back-off after failures holds unless an operator named the album (`--album`).
+    """
+    part = SourceReport(key=source.key, label=source.label)
+    pause = active_pause(source=source.key, now=now)
+    if source.key in refused:
+        part.status, part.error, part.refused = "failed", refused[source.key], True
+    elif pause is not None:
+        part.status, part.error = "paused", pause.message
+    elif row.rate_limited_until and row.rate_limited_until > now:
+        part.status = "rate_limited"
+        part.error = f"rate limited until {row.rate_limited_until:%H:%M} UTC"
+    elif row.next_fetch_at and row.next_fetch_at > now and not forced:
+        part.status = "backing_off"
+        part.error = f"failed {row.failures} times in a row; asked again after {row.next_fetch_at:%H:%M} UTC"
+    else:
+        return None
+    return part
+
+
+def _claim_next(*, album: Album, source: str, now: datetime, backfill: bool) -> FetchRun | None:
+    """The claim for the album's next source, taken right after this run released it; None when
+    another run (an operator's `--album`) took it in between."""
+    try:
+        with transaction.atomic():
+            return FetchRun.objects.create(
+                album=album,
+                source=source,
+                started=timezone.now(),
+                backfill=backfill,
+                claim=album,
+                lease_until=now + CLAIM_LEASE,
+                holder=holder_id()[:300],
+            )
+    except IntegrityError:
+        return None
 
 
 def fetch_album(
     *,
     album: Album,
-    source: Source,
+    sources: list[Source],
     max_pages: int = DEFAULT_MAX_PAGES,
     backfill: bool = False,
     dry_run: bool = False,
     forced: bool = False,
-    progress: Callable[[AlbumReport], None] | None = None,
+    progress: Callable[[SourceReport], None] | None = None,
     run_state: RunState | None = None,
     stop: StopRequest | None = None,
+    refused: dict[str, str] | None = None,
 ) -> AlbumReport:
-    """Fetch one album's new posts and store their photos.
+    """Fetch one album's new posts from each of its sources and store their photos.
 
-    `forced` fetches it even when it is not due (`--album`); a live claim is honoured all the
-    same: the report says "busy". Never raises SourceError (AuthFailed aside); a stop request
-    ends it between pictures ("stopped"), its cursor where the next run continues.
+    `sources` are the run's (tweets.registry.run_sources); the album uses those its owner has
+    not switched off, one after another, each under its own FetchRun (the album's claim passes
+    from one to the next). Each source keeps its own state (tweets.AlbumSource): one that fails,
+    is rate-limited or backs off never blocks the others. `refused` is shared by a run: a source
+    whose credentials were refused is recorded there and not asked again for other albums.
+    `forced` fetches the album even when it is not due (`--album`), its sources that back off
+    too; a live claim is honoured all the same ("busy"). Never raises SourceError; a stop
+    request ends it between pictures ("stopped"), each cursor where the next run continues.
     """
     now = timezone.now()
     run_state = run_state or RunState()
+    refused = {} if refused is None else refused
     report = AlbumReport(hashtag=album.hashtag)
-    pause = active_pause(source=source.name, now=now)
-    if pause is not None:
-        report.status = "paused"
-        report.error = pause.message
-        return report
-    if album.rate_limited_until and album.rate_limited_until > now:
-        report.status = "rate_limited"
-        report.error = f"Rate limited by the source until {album.rate_limited_until:%H:%M} UTC."
+    rows = album_sources(album=album, keys=[source.key for source in sources])
+    feeds = [(source, rows[source.key]) for source in sources if rows[source.key].enabled]
+    if not feeds:
+        report.status = "skipped"
+        report.error = "No source feeds this album: its owner switched every one off, or none is configured."
         return report
     if dry_run:
-        return _dry_run(
-            album=album,
-            source=source,
-            max_pages=max_pages,
-            report=report,
-            progress=progress,
-            run_state=run_state,
-            stop=stop,
-        )
-    run = claim_album(album=album, source=source.name, now=now, forced=forced, backfill=backfill)
+        report.status = "dry_run"
+        for source, row in feeds:
+            report.add(
+                _dry_run(
+                    album=album,
+                    source=source,
+                    row=row,
+                    max_pages=max_pages,
+                    progress=progress,
+                    run_state=run_state,
+                    stop=stop,
+                )
+            )
+        return report
+    ready = []
+    for source, row in feeds:
+        waiting = _not_asked(source=source, row=row, now=now, forced=forced, refused=refused)
+        if waiting is None:
+            ready.append((source, row))
+        else:
+            report.add(waiting)
+    if not ready:
+        _settle(album=album, report=report, now=now, held=True)
+        return report
+    run = claim_album(album=album, source=ready[0][0].key, now=now, forced=forced, backfill=backfill)
     if run is None:
         report.status = "busy" if FetchRun.objects.filter(claim=album).exists() else "skipped"
         report.error = (
@@ -800,6 +930,57 @@ def fetch_album(
         )
         return report
 
+    held = True
+    for source, row in ready:
+        if run is None:
+            run = _claim_next(album=album, source=source.key, now=now, backfill=backfill)
+        part = SourceReport(key=source.key, label=source.label)
+        if run is None:
+            held = False  # the other run fetches the rest, and owns the album's state
+            part.status, part.error = "busy", describe_busy(album=album)
+        else:
+            held = _fetch_source(
+                album=album,
+                source=source,
+                row=row,
+                run=run,
+                report=part,
+                max_pages=max_pages,
+                backfill=backfill,
+                progress=progress,
+                run_state=run_state,
+                stop=stop,
+            )
+            run = None
+        if part.refused:
+            refused[source.key] = part.error
+        report.add(part)
+        if not held or part.status == "stopped":
+            break
+    _settle(album=album, report=report, now=now, held=held)
+    album.refresh_from_db()
+    if report.added and report.status == "stopped":
+        record_milestones(album=album)  # announced by the next run's end-of-round chores
+    elif report.added:
+        report.milestones_sent = update_milestones(album=album)
+    return report
+
+
+def _fetch_source(
+    *,
+    album: Album,
+    source: Source,
+    row: AlbumSource,
+    run: FetchRun,
+    report: SourceReport,
+    max_pages: int,
+    backfill: bool,
+    progress,
+    run_state: RunState,
+    stop: StopRequest | None,
+) -> bool:
+    """One source's pages for one album under `run`, which it closes, and the source's state row
+    saved. Never raises SourceError. False when another run took the album over meanwhile."""
     fetch = _AlbumFetch(
         album=album,
         source=source,
@@ -813,66 +994,94 @@ def fetch_album(
     state: dict = {}
     try:
         fetch.retry_pending()
-        _fetch_pages(fetch=fetch, album=album, max_pages=max_pages, backfill=backfill)
+        _fetch_pages(fetch=fetch, row=row, max_pages=max_pages, backfill=backfill)
     except AuthFailed as exc:
-        report.status = "failed"
-        report.error = str(exc)
-        # Not the album's fault: no back-off, it is due again as soon as the token is fixed.
-        _finish(run=run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=str(exc))
-        raise
+        # Not the album's fault: no back-off, asked again as soon as the credentials are fixed.
+        report.status, report.error, report.refused = "failed", str(exc), True
     except Stopped:
         report.status = "stopped"
-        state["next_fetch_at"] = timezone.now()  # the next run continues at once
     except ClaimLost as exc:
         # The run that took the album over owns its state now; this one's row is closed already.
         report.status = "failed"
         report.error = str(exc)
-        return report
-    except UsageCapped as exc:
-        # Every album is paused, not this one: it stays due and is fetched once the pause ends.
-        pause_source(source=source.name, error=exc)
-        report.status = "paused"
-        report.error = str(exc)
-        state.update(next_fetch_at=now)
+        return False
     except RateLimited as exc:
-        pause_source(source=source.name, error=exc)
-        report.status = "rate_limited"
+        # The source's limit, not the album's: every album waits for it (a pause), this one too.
+        pause_source(source=source.key, error=exc)
+        report.status = "paused" if isinstance(exc, UsageCapped) else "rate_limited"
         report.error = str(exc)
-        state.update(rate_limited_until=exc.reset_at, next_fetch_at=max(exc.reset_at, now + interval()))
+        state["rate_limited_until"] = exc.reset_at
     except (SourceError, StorageUnavailable, DatabaseError) as exc:
-        # Causes outside everhash, said in plain words; the album keeps its cursor and backs off.
+        # Causes outside everhash, said in plain words; the source keeps its cursor and backs off.
         report.status = "failed"
         report.error = failure_message(exc)
-        logger.warning("#%s: %s", album.hashtag, report.error)
-        state.update(_failed(album=album, now=now, error=report.error))
+        logger.warning("#%s (%s): %s", album.hashtag, source.label, report.error)
+        state.update(_failed(row=row))
     except Exception as exc:
-        # A bug or an unexpected failure in one album must not stop the others.
-        logger.exception("#%s: fetch failed", album.hashtag)
+        # A bug or an unexpected failure with one source must not stop the others.
+        logger.exception("#%s: fetch from %s failed", album.hashtag, source.label)
         report.status = "failed"
         report.error = f"Internal error: {type(exc).__name__}: {exc}"
-        state.update(_failed(album=album, now=now, error=report.error))
+        state.update(_failed(row=row))
     except BaseException:
         # Ctrl-C or an exit mid-fetch: release the album now, not when the lease runs out.
         report.status = "interrupted"
-        error = "Interrupted: the process stopped."
-        _finish(run=run, album=album, report=report, state={**fetch.cursor, "next_fetch_at": now}, error=error)
+        report.error = "Interrupted: the process stopped."
+        if _finish(run=run, row=row, report=report, state=fetch.cursor):
+            Album.objects.filter(pk=album.pk).update(next_fetch_at=timezone.now())
         raise
     else:
-        state.update(
-            failures=0,
-            next_fetch_at=timezone.now() + interval(),
-            last_success_at=timezone.now(),
-            last_error="",
-            rate_limited_until=None,
-        )
+        state.update(failures=0, next_fetch_at=None, last_success_at=timezone.now(), rate_limited_until=None)
     # The cursor keeps every page processed, whatever happened after: no failed run moves it back.
-    _finish(run=run, album=album, report=report, state={**fetch.cursor, **state}, error=report.error)
-    album.refresh_from_db()
-    if report.added and report.status == "stopped":
-        record_milestones(album=album)  # announced by the next run's end-of-round chores
-    elif report.added:
-        report.milestones_sent = update_milestones(album=album)
-    return report
+    return _finish(run=run, row=row, report=report, state={**fetch.cursor, **state})
+
+
+def _settle(*, album: Album, report: AlbumReport, now: datetime, held: bool) -> None:
+    """The album's status and state from its sources': it is due again after the interval when a
+    source worked, and otherwise when the first of its sources may be asked again (its back-off
+    after failures, or its rate limit's reset); it backs off only when every source asked failed."""
+    parts = report.sources
+    worked = [part for part in parts if part.status == "ok"]
+    # Refused credentials are the operator's to fix (the command's exit code 3), not the album's failure.
+    failed = [part for part in parts if part.status == "failed" and not part.refused]
+    problems = "; ".join(part.describe() for part in parts if part.status not in ("ok", "backing_off"))
+    if len(parts) == 1:
+        report.status, report.error = parts[0].status, parts[0].error
+    elif worked:
+        report.status = "partial" if failed else "ok"
+        report.error = problems
+    else:
+        order = ("interrupted", "stopped", "failed", "rate_limited", "paused", "busy", "backing_off")
+        report.status = next(status for status in order if any(part.status == status for part in parts))
+        report.error = problems or "; ".join(part.describe() for part in parts)
+    if not held:
+        return  # another run took the album over: its state is that run's
+    state: dict = {"last_error": problems[:2000]}
+    if problems:
+        state["last_error_at"] = timezone.now()
+    if any(part.status in ("stopped", "interrupted") for part in parts):
+        state["next_fetch_at"] = timezone.now()  # the next run continues at once
+    elif worked:
+        state.update(failures=0, next_fetch_at=timezone.now() + interval(), last_success_at=timezone.now())
+    else:
+        if failed:
+            state["failures"] = F("failures") + 1
+        state["next_fetch_at"] = max(now + interval(), _first_ask(album=album, keys=[part.key for part in parts]))
+    # Each stored picture already marked the collage stale (pictures_changed); likes may have
+    # changed even when nothing was added, so cached pages and ETags move on too.
+    Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=timezone.now(), **state)
+
+
+def _first_ask(*, album: Album, keys: list[str]) -> datetime:
+    """When the first of these sources of the album may be asked again: after its back-off, its
+    rate limit and its pause; now for one that waits for none (refused credentials)."""
+    now = timezone.now()
+    pauses = dict(SourcePause.objects.filter(source__in=keys, until__gt=now).values_list("source", "until"))
+    times = []
+    for row in AlbumSource.objects.filter(album=album, key__in=keys):
+        waits = [row.next_fetch_at, row.rate_limited_until, pauses.get(row.key)]
+        times.append(max([now, *(moment for moment in waits if moment is not None)]))
+    return min(times, default=now)
 
 
 def failure_message(exc: BaseException) -> str:
@@ -884,17 +1093,12 @@ def failure_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _failed(*, album: Album, now: datetime, error: str) -> dict:
-    """The album's state after a failed fetch: back off, keep the cursor, say why."""
-    return {
-        "failures": F("failures") + 1,
-        "next_fetch_at": now + backoff(album.failures + 1),
-        "last_error": error[:2000],
-        "last_error_at": timezone.now(),
-    }
+def _failed(*, row: AlbumSource) -> dict:
+    """A source's state after a failed fetch: back off, keep the cursor (the error is saved with the result)."""
+    return {"failures": F("failures") + 1, "next_fetch_at": timezone.now() + backoff(row.failures + 1)}
 
 
-def fetch_due_album(*, album_id: int, source: Source, max_pages: int = DEFAULT_MAX_PAGES) -> AlbumReport | None:
+def fetch_due_album(*, album_id: int, sources: list[Source], max_pages: int = DEFAULT_MAX_PAGES) -> AlbumReport | None:
     """Fetch one album if it is still due, then build its collage if that went stale.
 
     None when the album is no longer due (a duplicate task, or another runner fetched it first):
@@ -903,7 +1107,7 @@ def fetch_due_album(*, album_id: int, source: Source, max_pages: int = DEFAULT_M
     album = Album.objects.due().filter(pk=album_id).first()
     if album is None:
         return None
-    report = fetch_album(album=album, source=source, max_pages=max_pages)
+    report = fetch_album(album=album, sources=sources, max_pages=max_pages)
     build_stale_collages(albums=Album.objects.filter(pk=album.pk, collage_stale=True))
     return report
 
@@ -921,8 +1125,8 @@ def finish_round(*, collages_built_elsewhere: Iterable[int] = (), stop: StopRequ
     return build_stale_collages(albums=stale.order_by("pk"), report=check)
 
 
-def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: bool) -> None:
-    """An album's walks for this run, within `max_pages`.
+def _fetch_pages(*, fetch: _AlbumFetch, row: AlbumSource, max_pages: int, backfill: bool) -> None:
+    """An album's walks through one source for this run, within `max_pages`, from that source's cursors.
 
     1. An unfinished walk (more pages than an earlier run's budget) is finished first, under the
        `since_id` it started with: the posts it still has to read are older than the newest read,
@@ -935,22 +1139,24 @@ def _fetch_pages(*, fetch: _AlbumFetch, album: Album, max_pages: int, backfill: 
         # Walk the whole search window again from the top (like counts for "popular").
         fetch.walk(since_id=None, next_token=None, budget=budget, top=True)
         return
-    if album.backfill_token:
-        since = album.backfill_since_id or None
+    if row.backfill_token:
+        since = row.backfill_since_id or None
         try:
-            used, finished = fetch.walk(since_id=since, next_token=album.backfill_token, budget=budget, top=False)
+            used, finished = fetch.walk(since_id=since, next_token=row.backfill_token, budget=budget, top=False)
         except StaleCursor:
-            logger.info("#%s: the unfinished walk's since_id %s is too old; dropping it", album.hashtag, since)
+            logger.info("#%s: the unfinished walk's since_id %s is too old; dropping it", row.album.hashtag, since)
             fetch.cursor.update(backfill_token="", backfill_since_id="")
             used, finished = 1, True
         budget -= used
         if not finished or budget <= 0:
             return
-    newest = album.newest_post_id or None
+    newest = row.newest_post_id or None
     try:
         fetch.walk(since_id=newest, next_token=None, budget=budget, top=True)
     except StaleCursor:
-        logger.info("#%s: since_id %s is older than the search window; starting from the newest", album.hashtag, newest)
+        logger.info(
+            "#%s: since_id %s is older than the search window; starting from the newest", row.album.hashtag, newest
+        )
         if budget > 1:
             # Everything X still has is newer than the stale cursor: none of it was read. Should this
             # walk fail, the stale cursor stays (a failed run never clears a cursor).
@@ -968,7 +1174,7 @@ _RUN_STATUS = {
 }
 
 
-def _counts(report: AlbumReport) -> dict:
+def _counts(report: Counts) -> dict:
     return {
         "requests_made": report.requests,
         "posts_seen": report.posts_seen,
@@ -980,40 +1186,47 @@ def _counts(report: AlbumReport) -> dict:
     }
 
 
-def _finish(*, run: FetchRun, album: Album, report: AlbumReport, state: dict, error: str) -> None:
-    """Close the run and release its claim, then save the album's state (only while the claim held)."""
+def _finish(*, run: FetchRun, row: AlbumSource, report: SourceReport, state: dict) -> bool:
+    """Close the run and release its claim, then save the source's state (only while the claim
+    held: False when another run took the album over)."""
     now = timezone.now()
-    closed = FetchRun.objects.filter(pk=run.pk, claim=album).update(
-        finished=now, status=_RUN_STATUS[report.status], claim=None, error=error[:5000], **_counts(report)
+    closed = FetchRun.objects.filter(pk=run.pk, claim_id=row.album_id).update(
+        finished=now, status=_RUN_STATUS[report.status], claim=None, error=report.error[:5000], **_counts(report)
     )
     if not closed:
-        logger.warning("#%s: this run's claim was taken over; its results are not saved", album.hashtag)
-        return
-    # Each stored picture already marked the collage stale (pictures_changed); likes may have
-    # changed even when nothing was added, so cached pages and ETags move on too.
-    Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=now, **state)
+        logger.warning("#%s: this run's claim was taken over; its results are not saved", row.album.hashtag)
+        return False
+    AlbumSource.objects.filter(pk=row.pk).update(
+        last_fetch_at=now,
+        last_status=report.status,
+        last_posts=report.posts_seen,
+        last_added=report.added,
+        last_error=report.error[:2000],
+        **state,
+    )
+    return True
 
 
 def _dry_run(
     *,
     album: Album,
     source: Source,
+    row: AlbumSource,
     max_pages: int,
-    report: AlbumReport,
     progress,
     run_state: RunState,
     stop: StopRequest | None,
-) -> AlbumReport:
-    report.status = "dry_run"
+) -> SourceReport:
+    report = SourceReport(key=source.key, label=source.label, status="dry_run")
     fetch = _AlbumFetch(
         album=album, source=source, report=report, dry_run=True, progress=progress, run_state=run_state, stop=stop
     )
     try:
-        if album.backfill_token:
-            since = album.backfill_since_id or None
-            fetch.walk(since_id=since, next_token=album.backfill_token, budget=max_pages, top=False)
+        if row.backfill_token:
+            since = row.backfill_since_id or None
+            fetch.walk(since_id=since, next_token=row.backfill_token, budget=max_pages, top=False)
         else:
-            fetch.walk(since_id=album.newest_post_id or None, next_token=None, budget=max_pages, top=True)
+            fetch.walk(since_id=row.newest_post_id or None, next_token=None, budget=max_pages, top=True)
     except SourceError as exc:
         report.error = str(exc)
     except Stopped:

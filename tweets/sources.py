@@ -126,6 +126,8 @@ class MediaError(SourceError):
 
 class Source(Protocol):
     name: str  # a pictures.models.Source value: the network, which identities (posts, authors) belong to
+    key: str  # this source among the deployment's (tweets.registry): "x", "mastodon:mastodon.social"...
+    label: str  # what owners read: "X", "mastodon.social"
     requests_made: int  # every HTTP request so far, failed ones and retries included
 
     def search(self, *, hashtag: str, since_id: str | None = None, next_token: str | None = None) -> Page:

@@ -13,9 +13,8 @@ from django.utils import timezone
 
 from albums.models import Album
 from everhash.celery import app
-from tweets.registry import get_source
+from tweets.registry import run_sources
 from tweets.services import AlbumReport, close_interrupted_runs, fetch_due_album, finish_round
-from tweets.sources import AuthFailed
 
 logger = logging.getLogger("everhash.fetch")
 
@@ -41,20 +40,17 @@ def fetch_album_task(self, album_id: int) -> None:
     status=busy, and the album is fetched again when it is next due.
     """
     worker = self.request.hostname
-    try:
-        report = fetch_due_album(album_id=album_id, source=get_source())
-    except AuthFailed as exc:
-        # The token is refused: retrying cannot help until an operator fixes it; the album stays due.
-        fields = {"album_id": album_id, "status": "failed", "worker": worker, "error": str(exc)}
-        logger.error("fetch album_id=%s status=failed worker=%s error=%r", album_id, worker, str(exc), extra=fields)
-        return
+    # A source whose credentials are refused is reported in the album's report (retrying cannot help
+    # until an operator fixes them; they cost the album no back-off).
+    report = fetch_due_album(album_id=album_id, sources=run_sources())
     if report is None:
         fields = {"album_id": album_id, "status": "not_due", "worker": worker}
         logger.info("fetch album_id=%s status=not_due worker=%s", album_id, worker, extra=fields)
         return
-    level = logging.WARNING if report.status == "failed" else logging.INFO
+    level = logging.WARNING if report.status in ("failed", "partial") else logging.INFO
     fields = {"album_id": album_id, "worker": worker, **report.as_dict()}
     fields.pop("rejections")
+    fields["sources"] = [part.describe() for part in report.sources]
     logger.log(level, _line(album_id, report, worker), extra=fields)
 
 

@@ -411,6 +411,8 @@ class XSource:
     """X API v2 recent search through twython, with retries, a total deadline and X's own words."""
 
     name = "x"  # pictures.models.Source.X
+    key = "x"  # tweets.registry: one X account per deployment
+    label = "X"
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from django.utils import timezone
 from albums.models import Album
 from albums.services import pictures_changed
 from pictures.models import Picture, Source
+from tweets.models import AlbumSource
 from users.models import User
 
 _serial = itertools.count(1)
@@ -49,6 +50,15 @@ def make_user(email: str | None = None, password: str | None = "password", **kwa
 
 def make_album(*, owner: User, hashtag: str = "sunset", **kwargs) -> Album:
     return Album.objects.create(owner=owner, hashtag=hashtag, **kwargs)
+
+
+def album_source(album: Album, key: str = "x", **fields) -> AlbumSource:
+    """The album's state for one source (its cursors, back-off, rate limit), with `fields` saved."""
+    row, _ = AlbumSource.objects.get_or_create(album=album, key=key)
+    if fields:
+        AlbumSource.objects.filter(pk=row.pk).update(**fields)
+        row.refresh_from_db()
+    return row
 
 
 def picture_fields(n: int) -> dict:

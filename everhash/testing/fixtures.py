@@ -25,6 +25,7 @@ from everhash.testing.fake_x_api import DEFAULT_BEARER, FakeXAPI
 from everhash.testing.media_server import MediaServer
 from everhash.testing.processes import REDIS_SERVER, ROOT, LoopbackCA, free_port, process_environment, redis_server
 from everhash.testing.s3_server import S3Server
+from tweets.mastodon_api import MastodonSource
 from users.models import User
 
 
@@ -47,6 +48,9 @@ def _isolated_media(settings, tmp_path):
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests never reach mastodon.social or Bluesky: the ones about them configure loopback fakes.
+    settings.EVERHASH_MASTODON_INSTANCES = []
+    settings.EVERHASH_BLUESKY_HANDLE = ""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     from django.core.cache import cache
 
@@ -211,9 +215,13 @@ def x_settings(settings, tls_ca, fake_x, monkeypatch):
 
 
 @pytest.fixture
-def fediverse(tls_ca):
-    """Two loopback Mastodon instances that federate statuses (everhash/testing/fake_mastodon.py)."""
+def fediverse(tls_ca, monkeypatch):
+    """Two loopback Mastodon instances that federate statuses (everhash/testing/fake_mastodon.py).
+
+    The adapter's retry back-off sleeps are recorded, not slept (`world.sleeps`)."""
     world = Fediverse()
+    world.sleeps = []
+    monkeypatch.setitem(MastodonSource.__init__.__kwdefaults__, "sleep", world.sleeps.append)
     with FakeMastodon(tls_ca.server_context(), world) as first, FakeMastodon(tls_ca.server_context(), world) as second:
         world.instances = (first, second)
         yield world

@@ -151,6 +151,8 @@ def process_environment(folder: Path, *, fake_x_url: str, ca_path: str, bearer_t
         "MEDIA_ROOT": str(folder / "media"),
         "EVERHASH_X_API_URL": fake_x_url,
         "EVERHASH_X_BEARER_TOKEN": bearer_token,
+        "EVERHASH_MASTODON_INSTANCES": "",  # nothing leaves the machine
+        "EVERHASH_BLUESKY_HANDLE": "",
         "EVERHASH_CA_BUNDLE": ca_path,
         "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
         "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from albums.models import Album
 from collages.models import Collage
-from everhash.testing.builders import make_album, make_picture, make_stored_picture, stored_keys
+from everhash.testing.builders import album_source, make_album, make_picture, make_stored_picture, stored_keys
 from pictures.models import BlockedAuthor, BlockedWord, DeletedMedia, ModerationAction, Picture, Takedown
 from tweets.models import FetchRun
 from users.models import User
@@ -460,13 +460,12 @@ def test_pause_and_resume_albums(admin_client, owner, album):
 
 def test_fetch_now_makes_an_album_due_but_keeps_its_rate_limit(admin_client, owner, album):
     limit = timezone.now() + timedelta(minutes=10)
-    Album.objects.filter(pk=album.pk).update(
-        next_fetch_at=timezone.now() + timedelta(hours=3), rate_limited_until=limit
-    )
+    Album.objects.filter(pk=album.pk).update(next_fetch_at=timezone.now() + timedelta(hours=3))
+    album_source(album, rate_limited_until=limit)
     paused = make_album(owner=owner, hashtag="paused", is_active=False)
     response = act(admin_client, ALBUMS, "fetch_now", [album, paused], follow=True)
     assert list(Album.objects.due()) == [album]
-    assert Album.objects.get(pk=album.pk).rate_limited_until == limit
+    assert album_source(album).rate_limited_until == limit
     assert "1 paused album left alone" in response.content.decode()
 
 

@@ -18,9 +18,9 @@ import pytest
 from django.db.models import Sum
 
 from albums.models import Album
-from everhash.testing.builders import make_album
+from everhash.testing.builders import album_source, make_album
 from everhash.testing.fixtures import fetch_tweets
-from tweets.models import FetchRun, SourcePause
+from tweets.models import AlbumSource, FetchRun, SourcePause
 
 PAGE = 100  # max_results
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fetching.md"
@@ -62,7 +62,9 @@ class Meter:
         self._seen = (0, 0)
 
     def run(self, *args: str) -> None:
+        """The next cron run, once every back-off is over."""
         Album.objects.update(next_fetch_at=None)
+        AlbumSource.objects.update(next_fetch_at=None)
         fetch_tweets(*args)
         requests, posts = len(self.fake_x.search_requests()), self.fake_x.posts_returned()
         self.runs.append((requests - self._seen[0], posts - self._seen[1]))
@@ -94,7 +96,8 @@ def situation(name: str, fake_x, owner) -> list[tuple[int, int]]:
     elif name == "503 once":
         fake_x.fail_next("503")
     elif name == "stale cursor (20 posts in X's window)":
-        Album.objects.update(newest_post_id="1", backfill_done=True)
+        for album in Album.objects.all():
+            album_source(album, newest_post_id="1", backfill_done=True)
         for post_id in list(fake_x._posts)[:30]:
             del fake_x._posts[post_id]  # older than 7 days: gone from recent search
         fake_x.fail_next("400")

@@ -18,15 +18,16 @@ from django.utils import timezone
 from albums.hashtags import normalize_hashtag
 from albums.models import Album
 from albums.services import create_album
-from everhash.testing.builders import COLOUR_PHOTOS, make_album, photo_bytes
+from everhash.testing.builders import COLOUR_PHOTOS, album_source, make_album, photo_bytes
 from everhash.testing.fixtures import fetch_tweets
 from pictures.models import Picture
-from tweets.models import FetchRun, PendingMedia, SourcePause
+from tweets.models import AlbumSource, FetchRun, PendingMedia, SourcePause
 
 
 def due_again() -> None:
-    """The next cron run: every album and every waiting photo is due."""
+    """The next cron run, once every back-off is over: every album, source and waiting photo is due."""
     Album.objects.update(next_fetch_at=None)
+    AlbumSource.objects.update(next_fetch_at=None)
     PendingMedia.objects.update(next_attempt_at=timezone.now())
 
 
@@ -165,28 +166,25 @@ def test_an_overflowing_poll_is_continued_without_reading_a_post_twice(x_setting
 def test_another_400_fails_the_album_with_xs_words_and_keeps_the_cursor(x_settings, fake_x, sunset):
     text_posts(fake_x, 3)
     fetch_tweets()
-    sunset.refresh_from_db()
-    cursor = sunset.newest_post_id
+    cursor = album_source(sunset).newest_post_id
     fake_x.fail_next("400_query")
     due_again()
 
     output = fetch_tweets("--album", "sunset")
 
     assert "#sunset: failed" in output and "Ambiguous use of has:images" in output
-    sunset.refresh_from_db()
-    assert sunset.newest_post_id == cursor
+    assert album_source(sunset).newest_post_id == cursor
     assert "400 Invalid Request" in FetchRun.objects.order_by("-started").first().error
 
 
 def test_a_failed_run_never_clears_the_cursor(x_settings, fake_x, sunset):
     text_posts(fake_x, 3)
-    Album.objects.filter(pk=sunset.pk).update(newest_post_id="1", backfill_done=True)
+    album_source(sunset, newest_post_id="1", backfill_done=True)
     fake_x.fail_next("400")  # stale since_id: the cursor may be reset...
     fake_x.fail_next("503", times=4)  # ...but the walk from the newest post fails
 
     assert "#sunset: failed" in fetch_tweets()
-    sunset.refresh_from_db()
-    assert sunset.newest_post_id == "1"
+    assert album_source(sunset).newest_post_id == "1"
 
 
 # --- 5. A post whose author X could not return --------------------------------------------------
@@ -205,7 +203,7 @@ def test_a_post_whose_author_is_missing_is_skipped_with_xs_reason_and_never_fail
     assert entry["post"] == post and entry["reason"] == "author_missing"
     assert "Could not find user" in entry["message"]
     sunset.refresh_from_db()
-    assert sunset.failures == 0 and sunset.newest_post_id == post
+    assert sunset.failures == 0 and album_source(sunset).newest_post_id == post
 
 
 # --- 6. X's own explanation; a usage cap pauses all X fetching ---------------------------------------

@@ -1,8 +1,10 @@
-"""fetch_tweets: every due album (or the named ones), once or in a loop.
+"""fetch_tweets: every source of every due album (or of the named ones), once or in a loop.
 
-Exit codes (docs/operations.md): 0 every album fetched, or nothing to do; 1 an album failed (its
-cause on stderr, in plain words) or the database failed; 2 a wrong command line; 3 the source
-refused the token (the run stopped); 75 a named album (`--album`) is being fetched by another run.
+Exit codes (docs/operations.md): 0 every album fetched, or nothing to do (an album whose other
+sources worked while one failed counts as fetched: that source's failure is on stderr); 1 an
+album failed (its cause on stderr, in plain words) or the database failed; 2 a wrong command
+line; 3 a source refused its credentials (that source was asked no more in the run; the others
+went on); 75 a named album (`--album`) is being fetched by another run.
 `--loop` exits 0 once stopped: its runs' failures were reported as they happened.
 SIGTERM or SIGINT stop the run at a safe point between pictures (a download in flight is
 abandoned), within seconds; the next run continues where it stopped. A second signal exits at once.
@@ -27,12 +29,13 @@ from django.utils import timezone
 
 from albums.models import Album
 from albums.services import albums_for_tags
-from tweets.registry import get_source
+from tweets.registry import run_sources
 from tweets.services import (
     CLAIM_LEASE,
     DEFAULT_MAX_PAGES,
     AlbumReport,
     RunState,
+    SourceReport,
     Stopped,
     StopRequest,
     active_pause,
@@ -44,7 +47,6 @@ from tweets.services import (
     posts_read,
     resume_source,
 )
-from tweets.sources import AuthFailed
 
 logger = logging.getLogger("everhash.fetch")
 
@@ -100,7 +102,7 @@ class RunLock:
 
 
 class Command(BaseCommand):
-    help = "Search the source for new posts of every due album and store their new photos."
+    help = "Search every source of each due album for new posts and store their new photos."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--album", action="append", default=[], metavar="TAG", help="Only this album (repeatable).")
@@ -112,7 +114,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume",
             action="store_true",
-            help="Lift a pause of the source (X's usage cap after buying credits, a rate limit) first.",
+            help="Lift the sources' pauses (X's usage cap after buying credits, a rate limit) first.",
         )
         parser.add_argument(
             "--no-lock",
@@ -187,16 +189,17 @@ class Command(BaseCommand):
 
     def _run(self, options) -> None:
         started = timezone.now()
-        source = get_source()
-        if options["resume"] and resume_source(source=source.name) and options["verbosity"] > 0:
-            self.stdout.write(f"The pause of {source.name} is lifted.")
+        sources = run_sources()
+        for source in sources if options["resume"] else ():
+            if resume_source(source=source.key) and options["verbosity"] > 0:
+                self.stdout.write(f"The pause of {source.label} is lifted.")
         if not options["dry_run"]:
             close_interrupted_runs(now=started)  # killed or hung runs: closed, their albums due again
         albums = self._albums(options["album"])
         verbosity = options["verbosity"]
         tty = self.stdout.isatty() and not options["json"] and verbosity > 0
         reports: list[AlbumReport] = []
-        failure = None
+        refused: dict[str, str] = {}  # sources whose credentials were refused: asked once per run
         database_failed = False
         stopped = ""  # why albums were left for the next run: one message, not one per album
         waiting = 0
@@ -204,7 +207,7 @@ class Command(BaseCommand):
         for index, album in enumerate(albums):
             if self.stop.requested:
                 break
-            if active_pause(source=source.name) is not None:
+            if sources and all(active_pause(source=source.key) is not None for source in sources):
                 waiting = len(albums) - index
                 break
             if run_state.out_of_time():
@@ -217,7 +220,7 @@ class Command(BaseCommand):
             try:
                 report = fetch_album(
                     album=album,
-                    source=source,
+                    sources=sources,
                     max_pages=options["max_pages"],
                     backfill=options["backfill"],
                     dry_run=options["dry_run"],
@@ -225,11 +228,8 @@ class Command(BaseCommand):
                     progress=self._progress_printer(album, tty=tty),
                     run_state=run_state,
                     stop=self.stop,
+                    refused=refused,
                 )
-            except AuthFailed as exc:
-                failure = str(exc)
-                reports.append(AlbumReport(hashtag=album.hashtag, status="failed", error=failure))
-                break
             except DatabaseError as exc:
                 # A locked or unreachable database: every other album would fail the same way.
                 reports.append(AlbumReport(hashtag=album.hashtag, status="failed", error=failure_message(exc)))
@@ -242,13 +242,14 @@ class Command(BaseCommand):
                 self.stdout.write(self._summary_line(report))
             if report.status == "stopped":
                 break
-        pause = active_pause(source=source.name)
-        if pause is not None:
-            # X's rate limit or usage cap: every album waits, said once.
-            stopped = pause.message + (f" {waiting} album(s) wait." if waiting else "")
+        pauses = [pause for source in sources if (pause := active_pause(source=source.key)) is not None]
+        if pauses:
+            # A source's rate limit or usage cap: every album waits for it, said once.
+            stopped = " ".join(pause.message for pause in pauses) + (f" {waiting} album(s) wait." if waiting else "")
         if stopped and not options["json"] and verbosity > 0:
             self.stdout.write(self.style.WARNING(stopped))
-        if not options["dry_run"] and failure is None and not database_failed and not self.stop.requested:
+        failure = " ".join(dict.fromkeys(refused.values()))
+        if not options["dry_run"] and not database_failed and not self.stop.requested:
             # Milestone emails that failed on an earlier run, and the covers of albums that gained
             # pictures (or were moderated) since their last build.
             try:
@@ -258,14 +259,14 @@ class Command(BaseCommand):
             else:
                 if collages.failed and verbosity > 0 and not options["json"]:
                     self.stderr.write(f"{len(collages.failed)} collage(s) failed; they are retried on the next run.")
-        self._report(reports, started=started, source=source, options=options, failure=failure or "", stopped=stopped)
+        self._report(reports, started=started, sources=sources, options=options, failure=failure, stopped=stopped)
         if not albums and verbosity > 0 and not options["json"]:
             self.stdout.write("No album is due.")
         if failure:
             raise CommandError(failure, returncode=EXIT_AUTH)
 
-    def _report(self, reports: list[AlbumReport], *, started, source, options, failure: str, stopped: str) -> None:
-        """The run's summary (--json) and its exit code; failed albums named on stderr for cron."""
+    def _report(self, reports: list[AlbumReport], *, started, sources, options, failure: str, stopped: str) -> None:
+        """The run's summary (--json) and its exit code; failed albums and sources named on stderr for cron."""
         failed = [report for report in reports if report.status == "failed"]
         if failed:
             self.exit_code = EXIT_FAILED
@@ -274,11 +275,16 @@ class Command(BaseCommand):
                 self.stderr.write(f"  #{report.hashtag}: {report.error}")
         elif options["album"] and any(report.status == "busy" for report in reports):
             self.exit_code = EXIT_BUSY  # a named album was not fetched; a scheduled one is simply someone else's
+        for report in reports:
+            if report.status == "partial":  # the album was fetched; one of its sources was not
+                for part in report.sources:
+                    if part.status == "failed":
+                        self.stderr.write(f"  #{report.hashtag}: {part.describe()}")
         if options["json"]:
             summary = {
                 "started": started.isoformat(),
                 "finished": timezone.now().isoformat(),
-                "source": source.name,
+                "sources": [source.key for source in sources],
                 "albums": [report.as_dict() for report in reports],
                 "error": failure,
                 "stopped": stopped,
@@ -289,12 +295,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary, indent=2))
 
     def _progress_printer(self, album: Album, *, tty: bool):
-        def show(report: AlbumReport) -> None:
+        def show(report: SourceReport) -> None:
             self.lock.touch()
             if not tty:
                 return
             self.stdout.write(
-                f"\r\033[K#{album.hashtag}: {report.posts_seen} posts, {report.added} added, "
+                f"\r\033[K#{album.hashtag} ({report.label}): {report.posts_seen} posts, {report.added} added, "
                 f"{report.duplicates} duplicates, {report.rejected} rejected",
                 ending="",
             )
@@ -303,8 +309,11 @@ class Command(BaseCommand):
         return show
 
     def _summary_line(self, report: AlbumReport) -> str:
+        """One line per album: the totals, then a part per source ("mastodon.social: 12 posts, 9 pictures")."""
+        parts = "; ".join(part.describe() for part in report.sources)
         if report.status == "dry_run":
-            return f"#{report.hashtag}: would store {report.new_photos} new photos ({report.requests} requests)"
+            line = f"#{report.hashtag}: would store {report.new_photos} new photos ({report.requests} requests)"
+            return f"{line}; {parts}" if parts else line
         line = (
             f"#{report.hashtag}: {report.status}, {report.added} added, {report.duplicates} duplicates, "
             f"{report.rejected} rejected, {report.skipped} skipped, {report.posts_seen} posts, "
@@ -318,6 +327,8 @@ class Command(BaseCommand):
             line += f", {report.milestones_sent} milestone emails"
         if report.status == "stopped":
             line += ": stopped on request; the next run continues from here"
-        if report.error and report.status != "paused":  # a pause is explained once, after the albums
+        if len(report.sources) > 1:
+            line += f"; {parts}"
+        elif report.error and report.status != "paused":  # a pause is explained once, after the albums
             line += f": {report.error}"
         return self.style.ERROR(line) if report.status == "failed" else line
