@@ -153,14 +153,13 @@ class SearchReport:
 
 def search_report(*, album: Album) -> SearchReport:
     """The album's latest search (through `album.fetch_runs`, so this layer imports nothing of
-    tweets/) and where it went: the source that run recorded; before any run, where the next one
-    goes (X when a bearer token is configured, else the bundled sample: the setting
-    tweets.registry.get_source() chooses by)."""
+    tweets/) and where it went: the source that run recorded (`x`, `sample`, or the Mastodon
+    instance or Bluesky service of `mastodon:<host>`, `bluesky:<host>`). Before any run, the
+    page names the sources the next one asks (the `available_sources` of every template)."""
     run = album.fetch_runs.order_by("-started").first()
-    if run is not None and run.source in Source.values:
-        where = Source(run.source).label
-    else:
-        where = Source.X.label if settings.EVERHASH_X_BEARER_TOKEN else f"{Source.SAMPLE.label} (no X token is set)"
+    where = ""
+    if run is not None:
+        where = Source(run.source).label if run.source in Source.values else run.source.partition(":")[2]
     return SearchReport(
         where=where,
         last_run=run,

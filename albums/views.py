@@ -443,11 +443,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     waiting = Q(pending_media__state="waiting")  # photos fetch_tweets will try to download again
     # The visible count is kept on the album; the approval queue is counted along its index
     # (a join over every picture row took as long as the album was big).
-    owned = request.user.albums.annotate(
-        picture_count=F("visible_count"),
-        pending_photos=Count("pending_media", filter=waiting),
-        pending_count=Picture.objects.count_per_album(status=Picture.Status.PENDING),
-    ).order_by("hashtag")
+    owned = (
+        request.user.albums.annotate(
+            picture_count=F("visible_count"),
+            pending_photos=Count("pending_media", filter=waiting),
+            pending_count=Picture.objects.count_per_album(status=Picture.Status.PENDING),
+        )
+        .prefetch_related("sources")  # each album's sources and what they last found
+        .order_by("hashtag")
+    )
     followed = (
         Follower.objects.filter(user=request.user)
         .select_related("album")

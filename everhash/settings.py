@@ -89,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "everhash.context_processors.site",
+                "tweets.context_processors.sources",
             ],
         },
     },

@@ -9,6 +9,8 @@ from everhash.health import healthz
 from users.views import admin_login
 
 urlpatterns = [
+    # Before albums.urls, whose accounts/albums/<hashtag>/<action>/ would take .../sources/.
+    path("", include("tweets.urls")),
     path("", include("albums.urls")),
     path("", include("pictures.urls")),
     path("accounts/", include("users.urls")),

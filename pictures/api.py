@@ -39,13 +39,14 @@ from everhash.lib.api import (
 )
 from everhash.lib.apiparams import StrictIsoDateTimeFilter, integer_schema
 from everhash.lib.caching import cache_key
-from pictures.models import Picture
+from pictures.models import Picture, Source
 from pictures.storage import signed_url_window
 
 # The columns a picture's JSON needs (not the post text, histogram or hashes).
 PICTURE_COLUMNS = (
     "id",
     "album_id",
+    "source",
     "post_id",
     "permalink",
     "author_handle",
@@ -93,9 +94,14 @@ class PictureSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.URLField(help_text="This picture in the API.")
     album = serializers.CharField(help_text="The album's hashtag.")
-    post_id = serializers.CharField(help_text="The post's id on the platform (a string: ids exceed 53 bits).")
+    source = serializers.ChoiceField(
+        choices=Source.choices, help_text="The network of the post: x, mastodon, bluesky (or sample)."
+    )
+    post_id = serializers.CharField(
+        help_text="The post's id on its network (a string: X ids exceed 53 bits; Mastodon and Bluesky ids are URIs)."
+    )
     permalink = serializers.URLField(help_text="The post on the platform.")
-    author_handle = serializers.CharField(help_text="Without @.")
+    author_handle = serializers.CharField(help_text="Without @; user@instance on Mastodon.")
     author_name = serializers.CharField()
     like_count = serializers.IntegerField(help_text="Likes of the post at the last fetch.")
     posted_at = serializers.DateTimeField(help_text="When the post was published.")
@@ -119,6 +125,7 @@ class PictureSerializer(serializers.Serializer):
             "id": row["id"],
             "url": links.picture(row["id"]),
             "album": album.hashtag,
+            "source": row["source"],
             "post_id": row["post_id"],
             "permalink": row["permalink"],
             "author_handle": row["author_handle"],
@@ -183,6 +190,7 @@ class PictureCursorPagination(KeysetCursorPagination):
 
 
 class PictureFilter(django_filters.FilterSet):
+    source = django_filters.ChoiceFilter(choices=Source.choices, help_text="Only pictures from this network.")
     author = django_filters.CharFilter(
         method="filter_author", help_text="An author's handle, with or without @, in any case."
     )
@@ -201,7 +209,7 @@ class PictureFilter(django_filters.FilterSet):
 
     class Meta:
         model = Picture
-        fields = ["author", "posted_after", "posted_before", "added_after", "added_before"]
+        fields = ["source", "author", "posted_after", "posted_before", "added_after", "added_before"]
 
     def filter_author(self, queryset: QuerySet[Picture], name: str, value: str) -> QuerySet[Picture]:
         handle = value.strip().removeprefix("@")

@@ -797,7 +797,7 @@ def credit_earliest(*, picture_id: int, source: str, post: Post, photo: Photo) -
     return bool(moved)
 
 
-def album_sources(*, album: Album, keys: Iterable[str]) -> dict[str, AlbumSource]:
+def source_rows(*, album: Album, keys: Iterable[str]) -> dict[str, AlbumSource]:
     """The album's source rows by key, with a row (switched on) for each of `keys` it lacks.
 
     A new album is fed by every source of the run; a source configured later joins every album;
@@ -815,7 +815,7 @@ def choose_album_sources(*, album: Album, offered: Iterable[str], enabled: Itera
     """The owner's choice: of the `offered` sources, those in `enabled` feed the album, the others not."""
     offered = list(offered)
     chosen = set(enabled) & set(offered)
-    album_sources(album=album, keys=offered)
+    source_rows(album=album, keys=offered)
     AlbumSource.objects.filter(album=album, key__in=chosen).update(enabled=True)
     AlbumSource.objects.filter(album=album, key__in=set(offered) - chosen).update(enabled=False)
 
@@ -891,7 +891,7 @@ def fetch_album(
     run_state = run_state or RunState()
     refused = {} if refused is None else refused
     report = AlbumReport(hashtag=album.hashtag)
-    rows = album_sources(album=album, keys=[source.key for source in sources])
+    rows = source_rows(album=album, keys=[source.key for source in sources])
     feeds = [(source, rows[source.key]) for source in sources if rows[source.key].enabled]
     if not feeds:
         report.status = "skipped"

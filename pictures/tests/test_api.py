@@ -105,6 +105,7 @@ def test_hidden_and_pending_pictures_never_appear_even_to_the_owner_or_staff(cal
 def test_a_picture_carries_its_post_author_times_sizes_and_absolute_image_urls(call, album):
     picture = make_picture(
         album=album,
+        source="x",
         post_id="1850000000000000001",
         permalink="https://x.com/ann/status/1850000000000000001",
         author_handle="ann",
@@ -123,6 +124,7 @@ def test_a_picture_carries_its_post_author_times_sizes_and_absolute_image_urls(c
         "id": picture.pk,
         "url": f"http://testserver/api/v1/pictures/{picture.pk}/",
         "album": "sunset",
+        "source": "x",
         "post_id": "1850000000000000001",
         "permalink": "https://x.com/ann/status/1850000000000000001",
         "author_handle": "ann",
@@ -275,6 +277,23 @@ def test_the_author_filter_ignores_the_at_sign_and_case(call, album):
     make_picture(album=album, author_handle="bob")
     for value in ("Ann_X", "ann_x", "%40ANN_X"):
         assert ids(call("anonymous", "get", f"/api/v1/albums/sunset/pictures/?author={value}")) == [ann.pk]
+
+
+def test_pictures_say_their_network_and_filter_by_it(call, album):
+    on_x = make_picture(album=album, source="x")
+    on_mastodon = make_picture(
+        album=album,
+        source="mastodon",
+        post_id="https://mastodon.example/users/ann/statuses/1",
+        author_handle="ann@mastodon.example",
+    )
+    base = "/api/v1/albums/sunset/pictures/"
+    data = call("anonymous", "get", f"/api/v1/pictures/{on_mastodon.pk}/").json()
+    assert (data["source"], data["author_handle"]) == ("mastodon", "ann@mastodon.example")
+    assert ids(call("anonymous", "get", base + "?source=mastodon")) == [on_mastodon.pk]
+    assert ids(call("anonymous", "get", base + "?source=x")) == [on_x.pk]
+    assert ids(call("anonymous", "get", base + "?author=@ann@mastodon.example")) == [on_mastodon.pk]
+    assert call("anonymous", "get", base + "?source=myspace").status_code == 400
 
 
 def test_time_filters_select_posted_and_added_ranges(call, album):
