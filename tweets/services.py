@@ -243,18 +243,8 @@ def claim_album(
     albums = Album.objects.filter(pk=album.pk)
     if not forced and not albums.filter(next_fetch_at=album.next_fetch_at).update(next_fetch_at=now + CLAIM_LEASE):
         return None
-    try:
-        with transaction.atomic():
-            run = FetchRun.objects.create(
-                album=album,
-                source=source,
-                started=now,
-                backfill=backfill,
-                claim=album,
-                lease_until=now + CLAIM_LEASE,
-                holder=holder_id()[:300],
-            )
-    except IntegrityError:
+    run = _take_claim(album=album, source=source, now=now, backfill=backfill)
+    if run is None:
         return None
     if forced:
         albums.update(next_fetch_at=now + CLAIM_LEASE)  # scheduled runs leave it alone meanwhile
@@ -845,15 +835,16 @@ def _not_asked(
     return part
 
 
-def _claim_next(*, album: Album, source: str, now: datetime, backfill: bool) -> FetchRun | None:
-    """The claim for the album's next source, taken right after this run released it; None when
-    another run (an operator's `--album`) took it in between."""
+def _take_claim(*, album: Album, source: str, now: datetime, backfill: bool) -> FetchRun | None:
+    """A live FetchRun of `source` holding the album, or None when another run holds it (the unique
+    `claim`). Taken by `claim_album` for the album's first source, then for each next source right
+    after the previous one released it: another run (an operator's `--album`) may take it in between."""
     try:
         with transaction.atomic():
             return FetchRun.objects.create(
                 album=album,
                 source=source,
-                started=timezone.now(),
+                started=now,
                 backfill=backfill,
                 claim=album,
                 lease_until=now + CLAIM_LEASE,
@@ -933,7 +924,7 @@ def fetch_album(
     held = True
     for source, row in ready:
         if run is None:
-            run = _claim_next(album=album, source=source.key, now=now, backfill=backfill)
+            run = _take_claim(album=album, source=source.key, now=timezone.now(), backfill=backfill)
         part = SourceReport(key=source.key, label=source.label)
         if run is None:
             held = False  # the other run fetches the rest, and owns the album's state
