@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.ingest                   # markdown report on stdout (docs/benchmarks.md)
     .venv/bin/python -m bench.ingest --rounds 5
     .venv/bin/python -m bench.ingest --profile         # also one run under cProfile: where the time goes
+    .venv/bin/python -m bench.ingest --mixed           # the same pictures from X, Mastodon and Bluesky
 
 The pictures: 300 distinct photos made from tweets/sample_data/photos/ (crops, mirror images,
 rotations and filters: different pictures by the product's definition), from 0.3 to 12 megapixels
@@ -431,6 +432,38 @@ Album.objects.create(owner=owner, hashtag={HASHTAG!r}, title="Benchmark")
 
 
 @contextlib.contextmanager
+def fake_sources(work: Path, folder: Path, entries: list[dict]) -> Iterator[dict[str, str]]:
+    """The pictures spread over every source: X, a Mastodon instance and Bluesky, one in three
+    each, all loopback HTTPS fakes sharing one CA; yields the EVERHASH_* variables that select them."""
+    from everhash.testing.fake_bluesky import FakeBluesky
+    from everhash.testing.fake_mastodon import FakeMastodon, Fediverse
+
+    x_entries = entries[0::3]
+    with fake_x_api(work, folder, x_entries) as (api_url, ca_path):
+        (work / "social").mkdir(exist_ok=True)
+        ca = LoopbackCA(work / "social")
+        with FakeMastodon(ca.server_context(), Fediverse()) as mastodon, FakeBluesky(ca.server_context()) as bluesky:
+            for i, entry in enumerate(entries):
+                image = ((folder / entry["file"]).read_bytes(), "", entry["width"], entry["height"])
+                if i % 3 == 1:
+                    mastodon.post(user=f"photographer{i % 37}", tag=HASHTAG, images=[image], favourites=i % 50)
+                elif i % 3 == 2:
+                    bluesky.add_post(
+                        author=f"photographer{i % 37}.bsky.test", tag=HASHTAG, images=[image], likes=i % 50
+                    )
+            bundle = work / "cas.pem"
+            bundle.write_bytes(Path(ca_path).read_bytes() + Path(ca.ca_path).read_bytes())
+            yield {
+                "EVERHASH_X_API_URL": api_url,
+                "EVERHASH_CA_BUNDLE": str(bundle),
+                "EVERHASH_MASTODON_INSTANCES": mastodon.url,
+                "EVERHASH_BLUESKY_API_URL": bluesky.url,
+                "EVERHASH_BLUESKY_HANDLE": bluesky.handle,
+                "EVERHASH_BLUESKY_APP_PASSWORD": bluesky.password,
+            }
+
+
+@contextlib.contextmanager
 def fake_x_api(
     work: Path, folder: Path, entries: list[dict], tags: Sequence[str] = (HASHTAG,), rate_limit: int = 450
 ) -> Iterator[tuple[str, str]]:
@@ -467,6 +500,7 @@ def pipeline_environment(work: Path, api_url: str, ca_path: str) -> dict[str, st
             "TMPDIR": str(work / "tmp"),  # combined_ca_bundle() writes there: cleaned up with the rest
             "EVERHASH_X_API_URL": api_url,
             "EVERHASH_X_BEARER_TOKEN": BEARER,
+            "EVERHASH_MASTODON_INSTANCES": "",  # nothing leaves the machine
             "EVERHASH_CA_BUNDLE": ca_path,
             "EVERHASH_MEDIA_HOSTS": "127.0.0.1",
             "EVERHASH_ALLOW_PRIVATE_ADDRESSES": "127.0.0.1",
@@ -533,9 +567,10 @@ def run_pipeline(
     round_env["PYTHONPATH"] = str(code)
     measured = run_measured(fetch_command(profile, code), env=round_env, output=folder / "fetch_tweets.txt")
     with contextlib.closing(sqlite3.connect(database)) as db:
+        # One FetchRun per source the album was fetched from (one with X alone, three with --mixed).
         started, finished, added, duplicates, rejected, error = db.execute(
-            "SELECT started, finished, pictures_added, duplicates, rejected, error"
-            " FROM tweets_fetchrun ORDER BY id DESC LIMIT 1"
+            "SELECT MIN(started), MAX(finished), SUM(pictures_added), SUM(duplicates), SUM(rejected),"
+            " GROUP_CONCAT(error, ' ') FROM tweets_fetchrun"
         ).fetchone()
         stored = db.execute("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM pictures_picture").fetchone()
     originals = sum(1 for path in (folder / "media" / "originals").rglob("*") if path.is_file())
@@ -776,6 +811,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="also run fetch_tweets of this git revision, alternately (e.g. main)")
     parser.add_argument("--memory", action="store_true", help="peak memory of fetch_tweets on two 40 MP pictures")
     parser.add_argument("--profile", action="store_true", help="also run the pipeline once under cProfile")
+    parser.add_argument("--mixed", action="store_true", help="a third of the pictures each from X, Mastodon, Bluesky")
     parser.add_argument("--floor-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor-kind", default="app", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -798,10 +834,14 @@ def main() -> None:
     rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="everhash-bench-ingest-") as tmp:
         work = Path(tmp)
-        with fake_x_api(work, folder, entries) as (api_url, ca_path):
-            env = pipeline_environment(work, api_url, ca_path)
+        feeds = fake_sources(work, folder, entries) if args.mixed else fake_x_api(work, folder, entries)
+        with feeds as feed:
+            if args.mixed:
+                env = {**pipeline_environment(work, feed["EVERHASH_X_API_URL"], feed["EVERHASH_CA_BUNDLE"]), **feed}
+            else:
+                env = pipeline_environment(work, *feed)
             template = prepare_template(env, work)
-            log("database migrated; fake X API on " + api_url)
+            log("database migrated; sources: " + ("X, Mastodon and Bluesky fakes" if args.mixed else "fake X API"))
             for n in range(1, args.rounds + 1):
                 measured: dict[str, dict] = {}
                 for kind in ("pillow", "app", "libvips"):

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from everhash.lib.admin import ReadOnlyAdmin
-from tweets.models import FetchRun, PendingMedia, SourcePause
+from tweets.models import AlbumSource, FetchRun, PendingMedia, SourcePause
 from tweets.services import posts_read
 
 
@@ -22,6 +22,28 @@ class FailedFilter(admin.SimpleListFilter):
         if self.value() == "running":
             return queryset.filter(finished__isnull=True)
         return queryset
+
+
+@admin.register(AlbumSource)
+class AlbumSourceAdmin(ReadOnlyAdmin):
+    """Each album's sources: cursors, back-off, rate limit and last result (owners switch them on
+    their Sources page; the fetch writes the rest)."""
+
+    list_display = [
+        "album",
+        "key",
+        "enabled",
+        "last_fetch_at",
+        "last_status",
+        "last_posts",
+        "last_added",
+        "failures",
+        "next_fetch_at",
+        "rate_limited_until",
+    ]
+    list_filter = ["enabled", "last_status", "key"]
+    search_fields = ["album__hashtag", "key", "last_error"]
+    list_select_related = ["album"]
 
 
 @admin.register(FetchRun)

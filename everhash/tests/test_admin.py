@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from everhash.testing.builders import make_picture
-from tweets.models import FetchRun
+from tweets.models import AlbumSource, FetchRun
 
 ADMIN_PAGES = [
     "/admin/",
@@ -13,6 +13,7 @@ ADMIN_PAGES = [
     "/admin/pictures/picture/",
     "/admin/collages/collage/",
     "/admin/tweets/fetchrun/",
+    "/admin/tweets/albumsource/",
 ]
 
 
@@ -20,6 +21,7 @@ ADMIN_PAGES = [
 def test_admin_pages_load_for_staff(client, staff, album, url):
     make_picture(album=album, author_name="<img src=x onerror=alert(1)>")
     FetchRun.objects.create(album=album, error="boom")
+    AlbumSource.objects.create(album=album, key="mastodon:mastodon.example", last_error="<img src=x onerror=alert(1)>")
     client.force_login(staff)
     response = client.get(url)
     assert response.status_code == 200

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from albums.models import Album
 from everhash.testing.builders import make_album, photo_bytes
 from everhash.testing.fixtures import fetch_tweets as fetch
+from everhash.testing.processes import run_python
 from pictures.models import Picture
-from tweets.models import AlbumSource, FetchRun
+from tweets.models import AlbumSource, FetchRun, SourcePause
 
 
 @pytest.fixture
@@ -164,6 +165,8 @@ def test_a_rate_limited_source_waits_while_the_others_go_on(everywhere, fake_blu
     assert f"{first.netloc}: {first.netloc}'s rate limit is used up" in output
     row = AlbumSource.objects.get(album=sunset, key=f"mastodon:{first.netloc}")
     assert row.rate_limited_until is not None and row.failures == 0
+    # The instance waits for every album, not only this one; the other instance does not wait.
+    assert list(SourcePause.objects.values_list("source", flat=True)) == [f"mastodon:{first.netloc}"]
 
 
 def test_a_refused_bluesky_password_stops_bluesky_only_and_the_command_says_so(
@@ -225,3 +228,24 @@ def test_without_credentials_offline_the_sample_album_fills_and_says_why_mastodo
     assert states["sample"] == "123 posts, 114 pictures"
     assert states[f"mastodon:{first.netloc}"].startswith(f"failed: Could not reach {first.netloc}")
     assert "x" not in states  # X without a token is no source of the run
+
+
+ATPROTO_LOADED = """
+import sys
+import django
+django.setup()
+from tweets.registry import run_sources
+print(sorted(source.key for source in run_sources()), "atproto" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_the_slow_atproto_sdk_is_loaded_only_when_bluesky_is_configured(process_env, fake_bluesky, configured):
+    env = {**process_env, "EVERHASH_BLUESKY_API_URL": fake_bluesky.url}
+    if configured:
+        env.update(EVERHASH_BLUESKY_HANDLE=fake_bluesky.handle, EVERHASH_BLUESKY_APP_PASSWORD=fake_bluesky.password)
+
+    output = run_python(env, ATPROTO_LOADED)
+
+    bluesky = f"bluesky:{fake_bluesky.netloc}"
+    assert output.strip() == (f"['{bluesky}', 'x'] True" if configured else "['x'] False")
