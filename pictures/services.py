@@ -279,7 +279,9 @@ def verify_media(*, repair: bool = True) -> VerifyReport:
     """
     report = VerifyReport()
     intact: dict[str, bool] = {}  # content hash -> whether its original and renditions are complete
-    pictures = Picture.objects.only("id", "album_id", "content_hash", "original_key", "renditions", "permalink")
+    pictures = Picture.objects.only(
+        "id", "album_id", "source", "content_hash", "original_key", "renditions", "permalink"
+    )
     for picture in pictures.order_by("pk").iterator(chunk_size=500):
         report.checked += 1
         if intact.get(picture.content_hash):

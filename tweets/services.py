@@ -1002,12 +1002,17 @@ def _fetch_source(
         report.status = "paused" if isinstance(exc, UsageCapped) else "rate_limited"
         report.error = str(exc)
         state["rate_limited_until"] = exc.reset_at
-    except (SourceError, StorageUnavailable, DatabaseError) as exc:
-        # Causes outside everhash, said in plain words; the source keeps its cursor and backs off.
+    except SourceError as exc:
+        # The source failed, said in plain words: it keeps its cursor and backs off on its own.
+        report.status = "failed"
+        report.error = str(exc)
+        logger.warning("#%s (%s): %s", album.hashtag, source.label, report.error)
+        state.update(_failed(row=row))
+    except (StorageUnavailable, DatabaseError) as exc:
+        # Not the source's fault: the album backs off as a whole (_settle), the source does not.
         report.status = "failed"
         report.error = failure_message(exc)
         logger.warning("#%s (%s): %s", album.hashtag, source.label, report.error)
-        state.update(_failed(row=row))
     except Exception as exc:
         # A bug or an unexpected failure with one source must not stop the others.
         logger.exception("#%s: fetch from %s failed", album.hashtag, source.label)
@@ -1030,7 +1035,8 @@ def _fetch_source(
 def _settle(*, album: Album, report: AlbumReport, now: datetime, held: bool) -> None:
     """The album's status and state from its sources': it is due again after the interval when a
     source worked, and otherwise when the first of its sources may be asked again (its back-off
-    after failures, or its rate limit's reset); it backs off only when every source asked failed."""
+    after failures, or its rate limit's reset), and not before its own back-off when every source
+    asked failed (a storage or database outage backs the album off, not its sources)."""
     parts = report.sources
     worked = [part for part in parts if part.status == "ok"]
     # Refused credentials are the operator's to fix (the command's exit code 3), not the album's failure.
@@ -1055,9 +1061,11 @@ def _settle(*, album: Album, report: AlbumReport, now: datetime, held: bool) -> 
     elif worked:
         state.update(failures=0, next_fetch_at=timezone.now() + interval(), last_success_at=timezone.now())
     else:
+        wait = interval()
         if failed:
             state["failures"] = F("failures") + 1
-        state["next_fetch_at"] = max(now + interval(), _first_ask(album=album, keys=[part.key for part in parts]))
+            wait = backoff(album.failures + 1)  # the storage or the database failed: the album backs off
+        state["next_fetch_at"] = max(now + wait, _first_ask(album=album, keys=[part.key for part in parts]))
     # Each stored picture already marked the collage stale (pictures_changed); likes may have
     # changed even when nothing was added, so cached pages and ETags move on too.
     Album.objects.filter(pk=album.pk).bump_version(collage_stale=False, last_fetch_at=timezone.now(), **state)
