@@ -412,6 +412,9 @@ class BlueskySource:
 
     # -- download --------------------------------------------------------------
 
+    def serves(self, hashtag: str) -> bool:
+        return True  # any hashtag
+
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes from Bluesky's CDN (or any public host), through the guard."""
         try:

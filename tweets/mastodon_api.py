@@ -371,6 +371,9 @@ class MastodonSource:
 
     # -- download --------------------------------------------------------------
 
+    def serves(self, hashtag: str) -> bool:
+        return True  # any hashtag
+
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes from wherever the instance stores it: any public host, through the guard."""
         try:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from tweets.mastodon_api import MastodonSource
-from tweets.sample import SampleSource
+from tweets.sample import SAMPLE_HASHTAGS, SampleSource
 from tweets.sources import Source, SourceError
 from tweets.x_api import XSource
 
@@ -24,6 +24,7 @@ logger = logging.getLogger("everhash.fetch")
 
 X_UNAVAILABLE = "no token configured (EVERHASH_X_BEARER_TOKEN); X's API is paid per post read"
 BLUESKY_UNAVAILABLE = "no account configured (EVERHASH_BLUESKY_HANDLE and EVERHASH_BLUESKY_APP_PASSWORD)"
+SAMPLE_ONLY = "sample posts exist only for the demo albums ({})".format(", ".join(f"#{tag}" for tag in SAMPLE_HASHTAGS))
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,21 @@ def _bluesky_configured() -> bool:
     return bool(settings.EVERHASH_BLUESKY_HANDLE and settings.EVERHASH_BLUESKY_APP_PASSWORD)
 
 
-def source_options() -> list[SourceOption]:
-    """Every source of this deployment, those that cannot work included, in the order albums fetch them.
+def source_options(*, hashtag: str | None = None) -> list[SourceOption]:
+    """Every source of this deployment, those that cannot work included, in the order albums fetch them;
+    for one album's `hashtag`, those that would search it (SampleSource.serves: the demo hashtags).
 
     Without an X token the sample source stands in for X (the demo albums and offline use).
     """
     if settings.EVERHASH_X_BEARER_TOKEN:
         options = [SourceOption("x", "X", True)]
-    else:
+    elif hashtag is None or SampleSource().serves(hashtag):
         options = [SourceOption("x", "X", False, X_UNAVAILABLE), SourceOption("sample", "Sample posts", True)]
+    else:
+        options = [
+            SourceOption("x", "X", False, X_UNAVAILABLE),
+            SourceOption("sample", "Sample posts", False, SAMPLE_ONLY),
+        ]
     options += [
         SourceOption(f"mastodon:{_host(url)}", _host(url), True) for url in settings.EVERHASH_MASTODON_INSTANCES
     ]

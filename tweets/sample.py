@@ -209,6 +209,13 @@ class SampleSource:
         }
         return parse_search_response(payload)
 
+    def serves(self, hashtag: str) -> bool:
+        """Only the demo albums have sample posts: another album is not promised any."""
+        try:
+            return normalize_hashtag(hashtag) in SAMPLE_HASHTAGS
+        except ValidationError:
+            return False
+
     def download(self, photo: Photo) -> bytes:
         """The variant's bytes, rendered from its recipe. Raises MediaError for an unknown variant."""
         if not photo.url.startswith(URL_PREFIX):

@@ -882,11 +882,16 @@ def fetch_album(
     run_state = run_state or RunState()
     refused = {} if refused is None else refused
     report = AlbumReport(hashtag=album.hashtag)
+    sources = [source for source in sources if source.serves(album.hashtag)]
     rows = source_rows(album=album, keys=[source.key for source in sources])
     feeds = [(source, rows[source.key]) for source in sources if rows[source.key].enabled]
     if not feeds:
         report.status = "skipped"
         report.error = "No source feeds this album: its owner switched every one off, or none is configured."
+        if not dry_run:  # said on its pages; asked again after the interval, in case a source is added
+            Album.objects.filter(pk=album.pk).update(
+                last_fetch_at=now, next_fetch_at=now + interval(), last_error=report.error, last_error_at=now
+            )
         return report
     if dry_run:
         report.status = "dry_run"

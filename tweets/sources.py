@@ -142,6 +142,10 @@ class Source(Protocol):
         """The photo's original bytes. Raises MediaError."""
         ...
 
+    def serves(self, hashtag: str) -> bool:
+        """Whether this source is asked for `hashtag` at all (the sample: its demo hashtags only)."""
+        ...
+
 
 # A reset time further away than this is not believed (a broken header must not park an album for years).
 MAX_RATE_LIMIT_WAIT = timedelta(hours=24)

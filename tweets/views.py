@@ -17,7 +17,7 @@ from tweets.services import choose_album_sources, source_rows
 @require_http_methods(["GET", "POST"])
 def album_sources(request: HttpRequest, hashtag: str) -> HttpResponse:
     album = managed_album_for_request(request, hashtag)
-    offered = [option.key for option in source_options() if option.available]
+    offered = [option.key for option in source_options(hashtag=album.hashtag) if option.available]
     if request.method == "POST":
         choose_album_sources(album=album, offered=offered, enabled=request.POST.getlist("source"))
         messages.success(request, f"Sources of #{album.hashtag} saved: they apply from the next fetch.")

@@ -591,6 +591,9 @@ class XSource:
 
     # -- download --------------------------------------------------------------
 
+    def serves(self, hashtag: str) -> bool:
+        return True  # any hashtag
+
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes through the one helper for untrusted URLs (allowlist, address checks, caps)."""
         try:

@@ -219,15 +219,18 @@ def test_without_credentials_offline_the_sample_album_fills_and_says_why_mastodo
     settings.EVERHASH_MASTODON_INSTANCES = [first.url]  # mastodon.social, on a machine with no internet
     first.down = True
     call_command("add_sample_albums", stdout=StringIO())
+    make_album(owner=staff, hashtag="ourwedding2026")
 
-    output = fetch("--album", "everhashdemo")
+    output = fetch("--album", "everhashdemo", "--album", "ourwedding2026")
 
-    assert "#everhashdemo: partial, 114 added" in output  # exit code 0: the album was fetched
+    assert "#everhashdemo: partial, 114 added" in output  # fetched: the sample worked
+    assert "#ourwedding2026: failed, 0 added, 0 duplicates, 0 rejected, 0 skipped, 0 posts" in output
     assert f"{first.netloc}: Could not reach {first.netloc}" in output
-    states = {row.key: row.summary for row in AlbumSource.objects.filter(album__hashtag="everhashdemo")}
-    assert states["sample"] == "123 posts, 114 pictures"
-    assert states[f"mastodon:{first.netloc}"].startswith(f"failed: Could not reach {first.netloc}")
-    assert "x" not in states  # X without a token is no source of the run
+    states = {(row.album.hashtag, row.key): row.summary for row in AlbumSource.objects.select_related("album")}
+    assert states.pop(("everhashdemo", "sample")) == "123 posts, 114 pictures"
+    # X without a token is no source of the run; the sample has nothing for a wedding.
+    assert set(states) == {("everhashdemo", f"mastodon:{first.netloc}"), ("ourwedding2026", f"mastodon:{first.netloc}")}
+    assert all(summary.startswith(f"failed: Could not reach {first.netloc}") for summary in states.values())
 
 
 ATPROTO_LOADED = """

@@ -36,9 +36,10 @@ def test_the_owner_sees_each_source_and_switches_one_off(client, owner, album, t
 
     assert "mastodon.example" in page and "12 posts, 9 pictures" in page and "photos.example" in page
     assert "X: not searched, no token configured" in page
+    assert "Sample posts: not searched, sample posts exist only for the demo albums" in page
     assert response.status_code == 302
     enabled = dict(AlbumSource.objects.filter(album=album).values_list("key", "enabled"))
-    assert enabled == {"sample": True, "mastodon:mastodon.example": True, "mastodon:photos.example": False}
+    assert enabled == {"mastodon:mastodon.example": True, "mastodon:photos.example": False}
 
 
 def test_a_switched_off_source_stays_off_and_a_new_one_joins(owner, album, two_instances, settings):
@@ -89,11 +90,13 @@ def test_the_dashboard_and_album_page_say_what_each_source_found(client, owner, 
 def test_the_add_page_promises_only_the_sources_that_will_be_searched(client, owner, two_instances):
     client.force_login(owner)
     page = client.get("/album/add/ourwedding2026/").content.decode()
-    assert (
-        "<strong>Sample posts</strong>, <strong>mastodon.example</strong>, <strong>photos.example</strong> for posts"
-        in page
-    )
+    demo = client.get("/album/add/EverhashDemo/", follow=True).content.decode()
+
+    assert "searches <strong>mastodon.example</strong>, <strong>photos.example</strong> for posts" in page
     assert "X: not searched, no token configured" in page
+    assert "Sample posts: not searched, sample posts exist only for the demo albums" in page
+    # The demo hashtag, however it is typed, is promised the sample posts.
+    assert "<strong>Sample posts</strong>, <strong>mastodon.example</strong>" in demo
     assert "Bluesky" not in page or "not searched, no account configured" in page
 
 
