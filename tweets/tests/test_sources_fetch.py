@@ -9,6 +9,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from albums.models import Album
 from everhash.testing.builders import make_album, photo_bytes
@@ -252,3 +253,15 @@ def test_the_slow_atproto_sdk_is_loaded_only_when_bluesky_is_configured(process_
 
     bluesky = f"bluesky:{fake_bluesky.netloc}"
     assert output.strip() == (f"['{bluesky}', 'x'] True" if configured else "['x'] False")
+
+
+def test_an_album_no_source_would_search_says_so_and_waits_for_the_interval(settings, sunset):
+    settings.EVERHASH_X_BEARER_TOKEN = ""  # and no Mastodon instance, no Bluesky account: the tests' default
+
+    output = fetch()
+
+    assert "#sunset: skipped" in output and "No source feeds this album" in output
+    sunset.refresh_from_db()
+    assert "No source feeds this album" in sunset.last_error
+    assert sunset.next_fetch_at > timezone.now() + timedelta(minutes=5)  # not due on every run
+    assert not AlbumSource.objects.exists()
