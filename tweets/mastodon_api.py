@@ -54,7 +54,9 @@ from tweets.sources import (
     Retry,
     SourceError,
     believable_reset,
+    header_int,
     media_error,
+    non_negative_int,
     stable_media_key,
 )
 
@@ -71,13 +73,6 @@ def status_text(content: object) -> str:
     if not isinstance(content, str):
         return ""
     return html.unescape(strip_tags(_BREAKS.sub("\n", content))).strip()
-
-
-def _int(value: object) -> int:
-    try:
-        return max(int(value or 0), 0)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return 0
 
 
 def _dict(value: object) -> dict:
@@ -134,8 +129,8 @@ def parse_statuses(statuses: object, *, domain: str) -> list[Post]:
                 Photo(
                     media_key=stable_media_key(uri, str(position)),
                     url=url,
-                    width=_int(original.get("width")),
-                    height=_int(original.get("height")),
+                    width=non_negative_int(original.get("width")),
+                    height=non_negative_int(original.get("height")),
                     alt_text=str(attachment.get("description") or ""),
                 )
             )
@@ -148,7 +143,7 @@ def parse_statuses(statuses: object, *, domain: str) -> list[Post]:
                 author_handle=handle,
                 author_name=str(account.get("display_name") or account.get("username") or handle),
                 text=status_text(status.get("content")),
-                like_count=_int(status.get("favourites_count")),
+                like_count=non_negative_int(status.get("favourites_count")),
                 posted_at=posted_at,
                 # A content warning hides the media behind a click on Mastodon: treat it as sensitive.
                 sensitive=bool(status.get("sensitive")) or bool(str(status.get("spoiler_text") or "").strip()),
@@ -156,13 +151,6 @@ def parse_statuses(statuses: object, *, domain: str) -> list[Post]:
             )
         )
     return posts
-
-
-def _header_int(value: object) -> int | None:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
 
 
 def _iso_time(value: object) -> datetime | None:
@@ -173,7 +161,7 @@ def _retry_after(value: object) -> datetime | None:
     """The moment a `Retry-After` header (seconds, or an HTTP date) points to."""
     if not isinstance(value, str) or not value.strip():
         return None
-    seconds = _header_int(value)
+    seconds = header_int(value)
     if seconds is not None:
         return timezone.now() + timedelta(seconds=max(seconds, 0))
     try:
@@ -314,8 +302,8 @@ class MastodonSource:
     def _rate_limit(self) -> RateLimit:
         headers = self._session.last_headers
         return RateLimit(
-            limit=_header_int(headers.get("X-RateLimit-Limit")),
-            remaining=_header_int(headers.get("X-RateLimit-Remaining")),
+            limit=header_int(headers.get("X-RateLimit-Limit")),
+            remaining=header_int(headers.get("X-RateLimit-Remaining")),
             reset_at=_iso_time(headers.get("X-RateLimit-Reset")),
         )
 

@@ -200,6 +200,22 @@ class Retry:
                 self.sleep(delay)
 
 
+def non_negative_int(value: object) -> int:
+    """A count from an API's answer (likes, a photo's width): 0 when absent, negative or malformed."""
+    try:
+        return max(int(value or 0), 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def header_int(value: object) -> int | None:
+    """An integer HTTP header (rate-limit counts and resets), None when absent or malformed."""
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
 def stable_media_key(*parts: str) -> str:
     """A short, stable media key from what identifies a photo on its network.
 

@@ -48,7 +48,9 @@ from tweets.sources import (
     SourceError,
     StaleCursor,
     UsageCapped,
+    header_int,
     media_error,
+    non_negative_int,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,13 +102,6 @@ def _parse_time(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
-
-
-def _int(value: object) -> int:
-    try:
-        return max(int(value or 0), 0)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return 0
 
 
 def _dict(value: object) -> dict:
@@ -196,7 +191,7 @@ def parse_search_response(payload: object, *, rate_limit: RateLimit | None = Non
                 author_name=str(author.get("name") or handle),
                 # X sends &, < and > in post text as HTML entities; templates escape again.
                 text=html.unescape(str(item.get("text") or "")),
-                like_count=_int(_dict(item.get("public_metrics")).get("like_count")),
+                like_count=non_negative_int(_dict(item.get("public_metrics")).get("like_count")),
                 posted_at=posted_at,
                 sensitive=bool(item.get("possibly_sensitive")),
                 photos=tuple(photos),
@@ -225,8 +220,8 @@ def _photos(item: dict, media_by_key: dict) -> list[Photo]:
             Photo(
                 media_key=str(key),
                 url=_original_url(str(media["url"])),
-                width=_int(media.get("width")),
-                height=_int(media.get("height")),
+                width=non_negative_int(media.get("width")),
+                height=non_negative_int(media.get("height")),
                 alt_text=str(media.get("alt_text") or ""),
             )
         )
@@ -236,16 +231,9 @@ def _photos(item: dict, media_by_key: dict) -> list[Photo]:
 # --- The X source ------------------------------------------------------------
 
 
-def _header_int(value: object) -> int | None:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
 def _epoch(value: object) -> datetime | None:
     """An aware UTC datetime from an epoch-seconds header value (twython hands these over as strings)."""
-    seconds = _header_int(value)
+    seconds = header_int(value)
     if seconds is None:
         return None
     try:
@@ -515,8 +503,8 @@ class XSource:
     def _rate_limit(self) -> RateLimit:
         header = self._client.get_lastfunction_header
         return RateLimit(
-            limit=_header_int(header("x-rate-limit-limit")),
-            remaining=_header_int(header("x-rate-limit-remaining")),
+            limit=header_int(header("x-rate-limit-limit")),
+            remaining=header_int(header("x-rate-limit-remaining")),
             reset_at=_epoch(header("x-rate-limit-reset")),
         )
 
