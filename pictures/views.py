@@ -24,11 +24,6 @@ from pictures.storage import content_type, private_url, read_file
 PAGE_SIZE = 60
 
 
-def _managed_album(request: HttpRequest, hashtag: str) -> Album:
-    """The album if the visitor manages it (its owner or staff); a 404 for anyone else."""
-    return managed_album_for_request(request, hashtag)
-
-
 def _picture(album: Album, picture_id: int) -> Picture:
     return get_object_or_404(Picture, pk=picture_id, album=album)
 
@@ -47,7 +42,7 @@ PICTURE_ACTIONS = {
 
 @require_POST
 def picture_action(request: HttpRequest, hashtag: str, picture_id: int, action: str) -> HttpResponse:
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     picture = _picture(album, picture_id)
     service, done, back = PICTURE_ACTIONS[action]
     if service(pictures=Picture.objects.filter(pk=picture.pk), by=request.user):
@@ -58,7 +53,7 @@ def picture_action(request: HttpRequest, hashtag: str, picture_id: int, action: 
 @require_http_methods(["GET", "POST"])
 def ban_author(request: HttpRequest, hashtag: str, picture_id: int) -> HttpResponse:
     """GET asks for confirmation, saying how many pictures the ban hides; POST bans."""
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     picture = _picture(album, picture_id)
     if request.method == "GET":
         count = moderation.pictures_a_ban_hides(
@@ -76,7 +71,7 @@ def ban_author(request: HttpRequest, hashtag: str, picture_id: int) -> HttpRespo
 
 @require_POST
 def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpResponse:
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     block = get_object_or_404(BlockedAuthor, pk=block_id, album=album)
     # Read before the ban goes: the pictures it hid, to show again in the same step if asked.
     hid = list(moderation.pictures_a_ban_hid(source=block.source, handle=block.handle, album=album))
@@ -97,7 +92,7 @@ def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpRespo
 @require_safe
 def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
     """The album's hidden and pending pictures, to show again or approve, and the authors banned from it."""
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     status = request.GET.get("status", Picture.Status.HIDDEN)
     if status not in (Picture.Status.HIDDEN, Picture.Status.PENDING):
         status = Picture.Status.HIDDEN
@@ -124,7 +119,7 @@ def hidden(request: HttpRequest, hashtag: str) -> HttpResponse:
 @require_POST
 def block_word(request: HttpRequest, hashtag: str) -> HttpResponse:
     """The owner's own blocked words: new posts containing one are skipped or held (album setting)."""
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     try:
         blocked = moderation.block_word(word=request.POST.get("word", ""), album=album, by=request.user)
     except moderation.ModerationError as exc:
@@ -138,7 +133,7 @@ def block_word(request: HttpRequest, hashtag: str) -> HttpResponse:
 
 @require_POST
 def unblock_word(request: HttpRequest, hashtag: str, word_id: int) -> HttpResponse:
-    album = _managed_album(request, hashtag)
+    album = managed_album_for_request(request, hashtag)
     blocked = get_object_or_404(BlockedWord, pk=word_id, album=album)
     moderation.unblock_word(word=blocked.word, album=album, by=request.user)
     messages.success(request, f"“{blocked.word}” is no longer blocked in #{album.hashtag}.")
