@@ -74,10 +74,11 @@ def unban_author(request: HttpRequest, hashtag: str, block_id: int) -> HttpRespo
     album = managed_album_for_request(request, hashtag)
     block = get_object_or_404(BlockedAuthor, pk=block_id, album=album)
     # Read before the ban goes: the pictures it hid, to show again in the same step if asked.
-    hid = list(moderation.pictures_a_ban_hid(source=block.source, handle=block.handle, album=album))
+    hid = moderation.pictures_a_ban_hid(source=block.source, handle=block.handle, album=album)
+    hid = list(hid.values_list("pk", flat=True))
     moderation.unban_author(source=block.source, handle=block.handle, album=album, by=request.user)
     if request.POST.get("show_again") == "on" and hid:
-        shown = moderation.unhide(pictures=Picture.objects.filter(pk__in=[p.pk for p in hid]), by=request.user)
+        shown = moderation.unhide(pictures=Picture.objects.filter(pk__in=hid), by=request.user)
         messages.success(
             request,
             f"@{block.handle} may appear in #{album.hashtag} again; {shown} picture{pluralize(shown)} shown again.",
