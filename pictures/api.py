@@ -168,8 +168,6 @@ class PictureLinks:
 
 # --- Cursor pagination ---------------------------------------------------------------------------
 
-# --- Cursor pagination ---------------------------------------------------------------------------
-
 ORDERINGS: dict[str, tuple[str, ...]] = {
     "newest": ("-added_at", "-id"),
     "oldest": ("added_at", "id"),
