@@ -11,7 +11,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import F, Prefetch, QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -27,9 +26,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from albums import access
-from albums.hashtags import hashtag_as_written, normalize_new_hashtag
+from albums.hashtags import normalize_new_hashtag
 from albums.models import Album, Milestone
-from albums.services import QuotaReached, check_album_quota
+from albums.services import AlbumExists, QuotaReached, create_album
 from everhash.lib.api import CappedLimitOffsetPagination, ConditionalGetMixin, errors, media_url, origin
 from everhash.lib.apiparams import StrictBooleanField, StrictCharField, StrictModelSerializer
 from pictures import moderation
@@ -288,14 +287,15 @@ class AlbumViewSet(
             return self._exists(hashtag)
         if wait := check_user_rate_limit(scope="album_create", user=request.user):
             raise exceptions.Throttled(wait=wait, detail=wait_message(wait, what="new albums"))
+        fields = {name: value for name, value in serializer.validated_data.items() if name != "hashtag"}
         try:
-            with transaction.atomic():
-                self.perform_create(serializer)
-        except IntegrityError:
+            # Owned by the caller, searched as written (#Straße), through the one creation rule.
+            created = create_album(owner=request.user, hashtag=hashtag, written=request.data["hashtag"], **fields)
+        except AlbumExists:
             return self._exists(hashtag)  # created by someone else in the meantime
         except QuotaReached as exc:
             raise exceptions.PermissionDenied(str(exc)) from None
-        album = with_counts(Album.objects.filter(pk=serializer.instance.pk)).get()
+        album = with_counts(Album.objects.filter(pk=created.pk)).get()
         data = AlbumSerializer(album, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
 
@@ -308,12 +308,6 @@ class AlbumViewSet(
             rule = moderation.resume if active else moderation.pause
             rule(albums=Album.objects.filter(pk=album.pk), by=self.request.user)
             album.is_active = active
-
-    def perform_create(self, serializer: AlbumCreateSerializer) -> None:
-        # Owned by the caller; next_fetch_at stays empty: the next fetch_tweets run takes it.
-        check_album_quota(owner=self.request.user)  # in create()'s transaction, as the form's
-        # Sources search the hashtag as it was written (#Straße), the album's key is folded.
-        serializer.save(owner=self.request.user, search_hashtag=hashtag_as_written(self.request.data["hashtag"]))
 
     def _exists(self, hashtag: str) -> Response:
         """409 saying where the album is (when the caller may see it)."""

@@ -186,18 +186,20 @@ def check_album_quota(*, owner) -> None:
         )
 
 
-def create_album(*, owner, hashtag: str, title: str = "", written: str = "") -> Album:
-    """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty).
+def create_album(*, owner, hashtag: str, written: str = "", **fields) -> Album:
+    """A new album for a normalised hashtag, due for its first fetch at once (next_fetch_at empty
+    unless `fields` say otherwise; `fields` are other Album fields: title, visibility...).
 
     `written` is the hashtag as its owner typed it, which sources search (see hashtag_as_written).
-    QuotaReached when the owner has as many albums as an account may.
+    QuotaReached when the owner has as many albums as an account may; AlbumExists when the
+    hashtag has an album already (also one created at the same moment by someone else).
     """
     search = hashtag_as_written(written) if written and normalize_hashtag(written) == hashtag else ""
     try:
         with transaction.atomic():
             check_album_quota(owner=owner)
             return Album.objects.create(
-                owner=owner, hashtag=hashtag, search_hashtag=search, title=title, next_fetch_at=None
+                **{"next_fetch_at": None, **fields}, owner=owner, hashtag=hashtag, search_hashtag=search
             )
     except IntegrityError:
         raise AlbumExists(Album.objects.get(hashtag=hashtag)) from None
