@@ -193,10 +193,10 @@ class Retry:
             except errors as exc:
                 error, retryable = translate(exc)
                 if not retryable or attempts > self.max_retries:
-                    logger.warning("%s failed after %d attempt(s): %s", what, attempts, exc)
+                    logger.warning("%s failed after %d attempt(s): %s", what, attempts, error)
                     raise error from exc
                 delay = self.delay(attempts - 1)
-                logger.info("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                logger.info("%s failed (%s); retrying in %.1fs", what, error, delay)
                 self.sleep(delay)
 
 

@@ -44,6 +44,7 @@ from tweets.sources import (
     Post,
     RateLimit,
     RateLimited,
+    Retry,
     Skipped,
     SourceError,
     StaleCursor,
@@ -425,12 +426,9 @@ class XSource:
         self.base_url = base_url
         self.timeout = timeout
         self.deadline = deadline
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self.requests_made = 0
-        self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
+        self.retry = Retry(max_retries=max_retries, base=backoff_base, cap=backoff_cap, sleep=sleep, rng=rng)
         self._client = Twython(
             access_token=bearer_token,
             client_args={
@@ -469,36 +467,28 @@ class XSource:
             params["next_token"] = str(next_token)
 
         url = f"{self.base_url}{SEARCH_PATH}"
-        attempts = 0
-        while True:
-            attempts += 1
+        expired = False
+
+        def request():
+            nonlocal expired
             self.requests_made += 1
             self._client._last_call = None  # a transport failure leaves no answer behind
-            try:
-                with _Deadline(self.deadline) as deadline:
-                    try:
-                        payload = self._client.request(url, params=params)
-                    finally:
-                        expired = deadline.expired
-                if expired:
-                    raise TwythonError("the total deadline ran out")
-                break
-            except TwythonError as exc:
-                error, retryable = self._translate(exc, expired=expired)
-                if not retryable or attempts > self.max_retries:
-                    logger.warning("X search for #%s failed after %d request(s): %s", tag, attempts, error)
-                    raise error from exc
-                delay = self._backoff(attempts - 1)
-                logger.info("X search for #%s failed (%s); retrying in %.1fs", tag, error, delay)
-                self._sleep(delay)
+            with _Deadline(self.deadline) as deadline:
+                try:
+                    payload = self._client.request(url, params=params)
+                finally:
+                    expired = deadline.expired
+            if expired:
+                raise TwythonError("the total deadline ran out")
+            return payload
 
+        def translate(exc: Exception) -> tuple[SourceError, bool]:
+            return self._translate(exc, expired=expired)  # type: ignore[arg-type]
+
+        payload = self.retry.run(request, errors=(TwythonError,), translate=translate, what=f"X search for #{tag}")
         if isinstance(payload, str | bytes):
             raise SourceError("X sent a response that is not valid JSON.")
         return parse_search_response(payload, rate_limit=self._rate_limit())
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
     def _rate_limit(self) -> RateLimit:
         header = self._client.get_lastfunction_header
