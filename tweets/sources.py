@@ -233,7 +233,7 @@ TEMPORARY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 def is_temporary(exc: DownloadError) -> bool:
     if exc.reason in TEMPORARY_REASONS:
         return True
-    return exc.reason == "http_status" and any(f"HTTP {code}" in str(exc) for code in TEMPORARY_STATUSES)
+    return exc.reason == "http_status" and exc.status in TEMPORARY_STATUSES
 
 
 def media_error(exc: DownloadError) -> MediaError:

@@ -83,11 +83,13 @@ CHUNK_SIZE = 64 * 1024
 
 class DownloadError(Exception):
     """A refused or failed download. `reason` is a short code for logs and metrics ("too_large",
-    "private_address"...); str(exc) is a sentence for people."""
+    "private_address"...); str(exc) is a sentence for people. `status`: the HTTP status of an
+    "http_status" refusal."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,9 @@ def fetch(
                         came_from, url = target, urljoin(url, response.getheader("Location"))
                         continue
                     if not 200 <= response.status < 300:
-                        raise DownloadError("http_status", f"the server answered HTTP {response.status}")
+                        raise DownloadError(
+                            "http_status", f"the server answered HTTP {response.status}", status=response.status
+                        )
                     body = _read_body(response, max_bytes, budget)
                     return FetchResult(body, response.getheader("Content-Type", ""), url)
         except (OSError, http.client.HTTPException) as exc:
