@@ -787,16 +787,19 @@ def credit_earliest(*, picture_id: int, source: str, post: Post, photo: Photo) -
     return bool(moved)
 
 
-def source_rows(*, album: Album, keys: Iterable[str]) -> dict[str, AlbumSource]:
+def source_rows(*, album: Album, keys: Iterable[str], save: bool = True) -> dict[str, AlbumSource]:
     """The album's source rows by key, with a row (switched on) for each of `keys` it lacks.
 
     A new album is fed by every source of the run; a source configured later joins every album;
-    one its owner switched off stays off.
+    one its owner switched off stays off. `save=False` (a dry run) leaves the new rows unsaved.
     """
     keys = list(keys)
     rows = {row.key: row for row in AlbumSource.objects.filter(album=album)}
     if missing := [key for key in keys if key not in rows]:
-        AlbumSource.objects.bulk_create([AlbumSource(album=album, key=key) for key in missing], ignore_conflicts=True)
+        new = [AlbumSource(album=album, key=key) for key in missing]
+        if not save:
+            return rows | {row.key: row for row in new}
+        AlbumSource.objects.bulk_create(new, ignore_conflicts=True)
         rows = {row.key: row for row in AlbumSource.objects.filter(album=album)}
     return rows
 
@@ -883,7 +886,7 @@ def fetch_album(
     refused = {} if refused is None else refused
     report = AlbumReport(hashtag=album.hashtag)
     sources = [source for source in sources if source.serves(album.hashtag)]
-    rows = source_rows(album=album, keys=[source.key for source in sources])
+    rows = source_rows(album=album, keys=[source.key for source in sources], save=not dry_run)
     feeds = [(source, rows[source.key]) for source in sources if rows[source.key].enabled]
     if not feeds:
         report.status = "skipped"

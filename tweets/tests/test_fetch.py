@@ -16,7 +16,7 @@ from albums.models import Milestone
 from everhash.testing.builders import COLOUR_PHOTOS, album_source, make_album, photo_bytes
 from everhash.testing.fixtures import fetch_tweets
 from pictures.models import Picture
-from tweets.models import FetchRun
+from tweets.models import AlbumSource, FetchRun
 
 
 def add_photo_post(fake_x, media_server, name: str, data: bytes, **kwargs) -> str:
@@ -235,6 +235,7 @@ def test_dry_run_stores_nothing(x_settings, fake_x, media_server, album):
     assert "would store 1 new photos" in fetch_tweets("--dry-run")
     assert not Picture.objects.exists()
     assert not FetchRun.objects.exists()
+    assert not AlbumSource.objects.exists()  # not even the album's first source row
     assert media_server.hits["/media/a"] == 0
 
 
