@@ -45,7 +45,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from albums.hashtags import normalize_hashtag
-from everhash.lib.safehttp import DownloadError, download_image, tls_context
+from everhash.lib.safehttp import tls_context
 from tweets.models import BlueskySession
 from tweets.sources import (
     AuthFailed,
@@ -57,7 +57,7 @@ from tweets.sources import (
     Retry,
     SourceError,
     believable_reset,
-    media_error,
+    download_photo,
     stable_media_key,
 )
 
@@ -417,10 +417,7 @@ class BlueskySource:
 
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes from Bluesky's CDN (or any public host), through the guard."""
-        try:
-            return download_image(photo.url, any_public_host=True)
-        except DownloadError as exc:
-            raise media_error(exc) from exc
+        return download_photo(photo.url, any_public_host=True)
 
 
 def bluesky_configured() -> bool:

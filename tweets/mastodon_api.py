@@ -43,7 +43,7 @@ from mastodon import (
 from mastodon.errors import MastodonWarning
 
 from albums.hashtags import normalize_hashtag
-from everhash.lib.safehttp import DownloadError, combined_ca_bundle, download_image
+from everhash.lib.safehttp import combined_ca_bundle
 from tweets.sources import (
     AuthFailed,
     Page,
@@ -54,8 +54,8 @@ from tweets.sources import (
     Retry,
     SourceError,
     believable_reset,
+    download_photo,
     header_int,
-    media_error,
     non_negative_int,
     stable_media_key,
 )
@@ -364,10 +364,7 @@ class MastodonSource:
 
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes from wherever the instance stores it: any public host, through the guard."""
-        try:
-            return download_image(photo.url, any_public_host=True)
-        except DownloadError as exc:
-            raise media_error(exc) from exc
+        return download_photo(photo.url, any_public_host=True)
 
 
 def mastodon_sources() -> list[MastodonSource]:

@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 from django.utils import timezone
 
-from everhash.lib.safehttp import DownloadError
+from everhash.lib.safehttp import DownloadError, download_image
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,7 +236,13 @@ def is_temporary(exc: DownloadError) -> bool:
     return exc.reason == "http_status" and exc.status in TEMPORARY_STATUSES
 
 
-def media_error(exc: DownloadError) -> MediaError:
-    """The MediaError for a failed download, temporary when the host or the network failed (every
-    source downloads through everhash/lib/safehttp.py, so one rule decides what is worth a retry)."""
-    return MediaError(str(exc), reason=exc.reason, temporary=is_temporary(exc))
+def download_photo(url: str, *, any_public_host: bool = False) -> bytes:
+    """A photo's bytes through everhash/lib/safehttp.py's guard, every network source's `download`.
+
+    A failure is a MediaError, temporary when the host or the network failed (one rule decides
+    what is worth a retry). `any_public_host`: see download_image.
+    """
+    try:
+        return download_image(url, any_public_host=any_public_host)
+    except DownloadError as exc:
+        raise MediaError(str(exc), reason=exc.reason, temporary=is_temporary(exc)) from exc

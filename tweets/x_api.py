@@ -36,7 +36,7 @@ from django.utils import timezone
 from twython import Twython, TwythonAuthError, TwythonError, TwythonRateLimitError
 
 from albums.hashtags import hashtag_as_written
-from everhash.lib.safehttp import DownloadError, combined_ca_bundle, download_image
+from everhash.lib.safehttp import combined_ca_bundle
 from tweets.sources import (
     AuthFailed,
     Page,
@@ -49,8 +49,8 @@ from tweets.sources import (
     SourceError,
     StaleCursor,
     UsageCapped,
+    download_photo,
     header_int,
-    media_error,
     non_negative_int,
 )
 
@@ -574,7 +574,4 @@ class XSource:
 
     def download(self, photo: Photo) -> bytes:
         """The photo's bytes through the one helper for untrusted URLs (allowlist, address checks, caps)."""
-        try:
-            return download_image(photo.url)
-        except DownloadError as exc:
-            raise media_error(exc) from exc
+        return download_photo(photo.url)
