@@ -173,13 +173,23 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
     return VerifiedImage(image=image, format=image_format, width=upright[0], height=upright[1])
 
 
+def _to_vips(image: Image.Image) -> pyvips.Image:
+    """An RGB Pillow image's pixels as a libvips image."""
+    return pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
+
+
+def _from_vips(image: pyvips.Image) -> Image.Image:
+    """An RGB libvips image's pixels as a Pillow image."""
+    return Image.frombytes("RGB", (image.width, image.height), image.write_to_memory())
+
+
 def _vips_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """A new RGB image of exactly ``size`` (Lanczos 3 in libvips; Pillow if libvips rounds otherwise)."""
-    source = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
+    source = _to_vips(image)
     resized = source.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="lanczos3")
     if (resized.width, resized.height) != size:
         return image.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
-    return Image.frombytes("RGB", size, resized.write_to_memory())
+    return _from_vips(resized)
 
 
 _QUARTER_TURNS = (
@@ -377,7 +387,7 @@ def make_renditions(verified: VerifiedImage) -> dict[str, tuple[bytes, int, int]
     """
     original = (verified.width, verified.height)  # the image itself may be a reduced copy
     image = verified.image if verified.image.mode == "RGB" else verified.image.convert("RGB")
-    base = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
+    base = _to_vips(image)
     sources: list[pyvips.Image] = []  # whole-picture renditions made so far, biggest first
     made: dict[str, tuple[bytes, int, int]] = {}
     for name, spec in sorted(RENDITIONS.items(), key=lambda item: -_output_pixels(original, item[1])):
@@ -407,9 +417,7 @@ def _render_vips(source: pyvips.Image, original: tuple[int, int], spec: Spec) ->
     if spec.crop and left >= 0 and top >= 0:
         resized = resized.crop(left, top, *out)
     if (resized.width, resized.height) != out:
-        pillow = Image.frombytes("RGB", (source.width, source.height), source.write_to_memory())
-        exact = _render_from(pillow, original, spec)
-        return pyvips.Image.new_from_memory(exact.tobytes(), exact.width, exact.height, 3, "uchar")
+        return _to_vips(_render_from(_from_vips(source), original, spec))
     return resized.copy_memory()
 
 
