@@ -278,13 +278,13 @@ def verify_media(*, repair: bool = True) -> VerifyReport:
     a time. Raises StorageUnavailable when the storage itself fails (nothing is judged damaged then).
     """
     report = VerifyReport()
-    intact: dict[str, bool] = {}  # content hash -> whether its original and renditions are complete
+    checked: set[str] = set()  # content hashes whose files were checked (and repaired) already
     pictures = Picture.objects.only(
         "id", "album_id", "source", "content_hash", "original_key", "renditions", "permalink"
     )
     for picture in pictures.order_by("pk").iterator(chunk_size=500):
         report.checked += 1
-        if intact.get(picture.content_hash):
+        if picture.content_hash in checked:
             continue  # the same content in another album, checked (or repaired) already
         data = read_file(picture.original_key)
         if data is None or hashlib.sha256(data).hexdigest() != picture.content_hash:
@@ -293,7 +293,7 @@ def verify_media(*, repair: bool = True) -> VerifyReport:
             if repair:
                 _refetch(picture)
             continue
-        intact[picture.content_hash] = True
+        checked.add(picture.content_hash)
         if all(_rendition_intact(r) for r in picture.renditions.values()):
             continue
         logger.warning("Picture %s: renditions missing or damaged; rebuilding them", picture.pk)
