@@ -49,6 +49,7 @@ from tweets.sources import (
     SourceError,
     StaleCursor,
     UsageCapped,
+    believable_reset,
     download_photo,
     header_int,
     non_negative_int,
@@ -68,8 +69,6 @@ SEARCH_FIELDS = {
 }
 # When a 429 carries no usable reset time: X's rate-limit windows are 15 minutes.
 DEFAULT_RATE_LIMIT_WAIT = timedelta(minutes=15)
-# A reset time further away than this is not believed (a broken header must not park an album for years).
-MAX_RATE_LIMIT_WAIT = timedelta(hours=24)
 
 
 # --- Parsing -----------------------------------------------------------------
@@ -550,10 +549,7 @@ class XSource:
         return SourceError("The X search failed unexpectedly."), False
 
     def _rate_limited(self, reset_header: object) -> RateLimited:
-        now = timezone.now()
-        reset_at = _epoch(reset_header)
-        if reset_at is None or not (now - MAX_RATE_LIMIT_WAIT <= reset_at <= now + MAX_RATE_LIMIT_WAIT):
-            reset_at = now + DEFAULT_RATE_LIMIT_WAIT
+        reset_at = believable_reset(_epoch(reset_header), default=DEFAULT_RATE_LIMIT_WAIT)
         return RateLimited(
             f"X's rate limit is used up until {reset_at:%H:%M} UTC; no request is made before then.",
             reset_at=reset_at,
