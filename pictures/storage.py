@@ -8,7 +8,7 @@
 - A key holds its whole content or does not exist: local files are written under a temporary
   name, fsynced and renamed (a kill -9 or a full disk mid-write leaves no short file under the
   key); an S3 PUT is atomic. An existing key is trusted only once verified complete (`holds`).
-- `prune()` removes objects no row refers to (`manage.py prune_media`); `verify()` finds rows
+- `prune()` removes objects no row refers to (`manage.py prune_media`); `pictures.services.verify_media` finds rows
   whose files are missing or damaged and repairs them (`manage.py prune_media --verify`).
 - `signed_url_window()` lets cached pages never outlive the signed URLs they embed.
 """
