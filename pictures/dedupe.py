@@ -195,6 +195,17 @@ def _colour_distances(colours: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", difference, difference) / difference.shape[1])
 
 
+def _near_in_colour(colours: np.ndarray, norms: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Which rows may be within HISTOGRAM_RMS_THRESHOLD in colour: a superset, for a prefilter.
+
+    |a - b|^2 = |a|^2 - 2 a.b + |b|^2, with the rows' |a|^2 stored: one matrix-vector product and no
+    temporary of the whole array (about 6 times faster than _colour_distances on 10,000 rows). The
+    margin covers float32 rounding; whoever keeps a row measures it exactly with _colour_distances.
+    """
+    squared = norms - 2 * (colours @ candidate) + candidate @ candidate
+    return squared <= colours.shape[1] * HISTOGRAM_RMS_THRESHOLD**2 + 1e-4
+
+
 def _detail_distances(details: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     """The largest log-detail gap over the scales both pictures show (0 when they share none)."""
     gap = np.abs(details - candidate)
@@ -227,11 +238,13 @@ class SignatureIndex:
         self._colours = np.empty((capacity, 3 * COLOUR_BINS), dtype=np.float32)
         self._details = np.empty((capacity, len(DETAIL_SCALES)), dtype=np.float32)
         self._flat = np.empty(capacity, dtype=bool)
-        # The flat rows again, contiguous (their numbers and colours): a flat candidate measures colour
-        # on these without gathering them from the whole album (about 4 times faster).
+        # The flat rows again, contiguous (their numbers, colours and the colours' squared norms): a
+        # flat candidate measures colour on these without gathering them from the whole album, as one
+        # matrix-vector product (_near_in_colour).
         self._flat_count = 0
         self._flat_rows = np.empty(16, dtype=np.int64)
         self._flat_colours = np.empty((16, 3 * COLOUR_BINS), dtype=np.float32)
+        self._flat_norms = np.empty(16, dtype=np.float32)
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, bytes, str]]) -> SignatureIndex:
@@ -268,6 +281,8 @@ class SignatureIndex:
             index._flat_count = flat_rows.size
             index._flat_rows = np.concatenate([flat_rows, np.empty(16, dtype=np.int64)])
             index._flat_colours = np.concatenate([index._colours[flat_rows], index._flat_colours])
+            flat_colours = index._flat_colours[: flat_rows.size]
+            index._flat_norms = np.concatenate([np.einsum("ij,ij->i", flat_colours, flat_colours), index._flat_norms])
         return index
 
     def __len__(self) -> int:
@@ -285,8 +300,9 @@ class SignatureIndex:
         flat = bool(is_flat(detail))
         near = np.flatnonzero(structure <= STRUCTURE_DISTANCE_THRESHOLD)
         if flat and self._flat_count:  # two flat pictures: their structure hashes are noise, not asked
-            close = _colour_distances(self._flat_colours[: self._flat_count], colour) <= HISTOGRAM_RMS_THRESHOLD
-            near = np.union1d(near, self._flat_rows[: self._flat_count][close])
+            count = self._flat_count
+            close = _near_in_colour(self._flat_colours[:count], self._flat_norms[:count], colour)
+            near = np.union1d(near, self._flat_rows[:count][close])
         found: list[tuple[float, int, Distances]] = []
         for start in range(0, near.size, self.BLOCK):
             rows = near[start : start + self.BLOCK]
@@ -319,8 +335,10 @@ class SignatureIndex:
             if self._flat_count == len(self._flat_rows):
                 self._flat_rows = np.concatenate([self._flat_rows, np.empty_like(self._flat_rows)])
                 self._flat_colours = np.concatenate([self._flat_colours, np.empty_like(self._flat_colours)])
+                self._flat_norms = np.concatenate([self._flat_norms, np.empty_like(self._flat_norms)])
             self._flat_rows[self._flat_count] = i
             self._flat_colours[self._flat_count] = vector[_COLOUR]
+            self._flat_norms[self._flat_count] = vector[_COLOUR] @ vector[_COLOUR]
             self._flat_count += 1
 
     def _grow(self) -> None:

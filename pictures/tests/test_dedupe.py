@@ -205,6 +205,40 @@ def test_flat_pictures_added_one_by_one_stay_candidates_as_the_index_grows():
     assert all(picture_id % 2 and measured.flat for picture_id, measured in found)
 
 
+def test_the_flat_rows_colour_prefilter_keeps_exactly_the_rows_within_the_colour_limit():
+    # Flat rows whose colours sit just inside and just outside the limit, their structure hashes
+    # far from the candidate's: only the colour prefilter can bring them in, and the exact colour
+    # measure decides (the prefilter's algebra and margin must not lose or add a row).
+    rng = np.random.default_rng(18)
+    colours = 3 * dedupe.COLOUR_BINS
+    base = rng.dirichlet(np.ones(dedupe.COLOUR_BINS), size=3).reshape(colours).astype(np.float32)
+    directions = rng.normal(size=(400, colours)).astype(np.float32)
+    directions /= np.sqrt((directions**2).mean(axis=1, keepdims=True))  # RMS 1
+    rms = rng.uniform(0.9, 1.1, size=(400, 1)).astype(np.float32) * dedupe.HISTOGRAM_RMS_THRESHOLD
+    vectors = np.full((400, HISTOGRAM_LENGTH), np.nan, dtype=np.float32)
+    vectors[:, :colours] = base + directions * rms
+    vectors[:, colours + dedupe.FLAT_SCALE] = dedupe.FLAT_DETAIL_MAX - 0.5
+    probe = vectors[0].copy()
+    probe[:colours] = base
+    far, near = bytes(32).hex(), bytes([255] * 32).hex()  # 256 bits apart
+    rows = [(i, v.tobytes(), far) for i, v in enumerate(vectors)]
+    expected = {
+        i
+        for i, d in enumerate(dedupe._colour_distances(vectors[:, :colours], base))
+        if d <= dedupe.HISTOGRAM_RMS_THRESHOLD
+    }
+    assert 100 < len(expected) < 300
+
+    loaded = SignatureIndex.from_rows(rows)
+    grown = SignatureIndex(capacity=16)
+    for i, v in enumerate(vectors):
+        grown.add(i, Signature(v.tobytes(), far))
+
+    for index in (loaded, grown):
+        found = index.candidates(Signature(probe.tobytes(), near), limit=1000)
+        assert {picture_id for picture_id, _ in found} == expected
+
+
 def test_an_edit_that_leaves_the_pixels_as_they_were_makes_no_different_photo():
     grey_photo = source("chelsea").convert("L").convert("RGB")  # RGB, but every pixel grey
     unchanged = edits.unchanged_edits(grey_photo, ["greyscale", "saturation+30", "blur-r1", "mirror"])
