@@ -376,8 +376,9 @@ EVERHASH_HEALTHZ_WEB_ADDRESS = env_str("EVERHASH_HEALTHZ_WEB_ADDRESS")
 # The X API v2 (searched through twython). Without a token the bundled sample source is used.
 EVERHASH_X_API_URL = env_str("EVERHASH_X_API_URL", "https://api.x.com").rstrip("/")
 EVERHASH_X_BEARER_TOKEN = env_secret("EVERHASH_X_BEARER_TOKEN")
-# A total deadline on each X request (requests' own timeout is per read; docs/fetching.md).
-EVERHASH_X_DEADLINE_SECONDS = env_int("EVERHASH_X_DEADLINE_SECONDS", 60)
+# A total deadline on each request to X, Mastodon or Bluesky (the clients' timeouts are per
+# read; docs/fetching.md).
+EVERHASH_SOURCE_DEADLINE_SECONDS = env_int("EVERHASH_SOURCE_DEADLINE_SECONDS", 60)
 # What X bills per post read, in dollars ($0.005 on docs.x.com's pricing page, late 2026): the
 # admin and `fetch_tweets --json` estimate the cost of the posts read.
 EVERHASH_X_COST_PER_POST = Decimal(env_str("EVERHASH_X_COST_PER_POST", "0.005"))

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 from atproto import Client, SessionEvent
 from atproto_client import models
@@ -45,6 +46,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from albums.hashtags import normalize_hashtag
+from everhash.lib.deadline import Deadline
 from everhash.lib.safehttp import tls_context
 from tweets.models import BlueskySession
 from tweets.sources import (
@@ -178,6 +180,60 @@ def _error_detail(exc: RequestErrorBase) -> str:
     return str(getattr(content, "message", "") or getattr(content, "error", "") or exc)
 
 
+class _WatchedStream(httpcore.NetworkStream):
+    """httpcore's stream, handing its socket to the open `Deadline` before every operation (a
+    kept-alive connection serves several requests, each under its own deadline)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def _watch(self) -> None:
+        Deadline.watch(self._stream.get_extra_info("socket"))
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._watch()
+        return self._stream.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._watch()
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:  # type: ignore[no-untyped-def]
+        self._watch()  # the TLS handshake is inside the deadline too
+        return _WatchedStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):  # type: ignore[no-untyped-def]
+        return self._stream.get_extra_info(info)
+
+
+class _WatchedBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, *args, **kwargs) -> httpcore.NetworkStream:  # type: ignore[no-untyped-def]
+        return _WatchedStream(self._backend.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args, **kwargs) -> httpcore.NetworkStream:  # type: ignore[no-untyped-def]
+        return _WatchedStream(self._backend.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport (same arguments) whose connections obey `everhash.lib.deadline.Deadline`:
+    httpx's timeouts bound each read, not the whole answer (docs/fetching.md, "Time limits")."""
+
+    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        # httpcore's pools (its proxy pools are subclasses) take a network backend; httpx does not
+        # pass one through, so it is set on the pool httpx built, before any connection is made.
+        self._pool._network_backend = _WatchedBackend()
+
+
 class BlueskySource:
     """Bluesky's post search for one account, with a kept session and plain-English errors."""
 
@@ -192,6 +248,7 @@ class BlueskySource:
         store: SessionStore,
         ca_bundle: str | None = None,
         timeout: float = 20,
+        deadline: float = 60,
         max_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 1.0,
@@ -211,6 +268,8 @@ class BlueskySource:
         self._password = app_password
         self.store = store
         self.timeout = timeout
+        self.deadline = deadline
+        self._expired = False  # whether the last request ran out of its deadline
         rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
         self.retry = Retry(max_retries=max_retries, base=backoff_base, cap=backoff_cap, sleep=sleep, rng=rng)
         self._signed_in = False
@@ -218,7 +277,7 @@ class BlueskySource:
         self._count = 0
         self._last_headers: httpx.Headers = httpx.Headers()
         request = Request(
-            verify=tls_context(ca_bundle),
+            transport=_DeadlineTransport(verify=tls_context(ca_bundle)),
             timeout=timeout,
             headers={"User-Agent": "everhash"},
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
@@ -236,6 +295,7 @@ class BlueskySource:
                 api_url=settings.EVERHASH_BLUESKY_API_URL, handle=settings.EVERHASH_BLUESKY_HANDLE
             ),
             ca_bundle=settings.EVERHASH_CA_BUNDLE or None,
+            deadline=settings.EVERHASH_SOURCE_DEADLINE_SECONDS,
         )
 
     def __repr__(self) -> str:
@@ -350,7 +410,18 @@ class BlueskySource:
         without an answer) through as httpx's own.
         """
         errors = (AtProtocolError, ValueError, httpx.TransportError)
-        return self.retry.run(request, errors=errors, translate=self._translate, what=f"Bluesky at {self.label}")
+
+        def within_deadline():
+            self._expired = False
+            with Deadline(self.deadline) as deadline:
+                try:
+                    return request()
+                finally:
+                    self._expired = deadline.expired
+
+        return self.retry.run(
+            within_deadline, errors=errors, translate=self._translate, what=f"Bluesky at {self.label}"
+        )
 
     def _rate_limit(self) -> RateLimit:
         headers = self._last_headers
@@ -387,6 +458,10 @@ class BlueskySource:
             isinstance(exc, BadRequestError) and _error_name(exc) in SESSION_ERRORS
         ):
             return AuthFailed(_error_detail(exc)), False
+        if self._expired and isinstance(exc, NetworkError | httpx.TransportError):
+            return SourceError(
+                f"{self.label} did not finish answering within {self.deadline:g} seconds; will try again later."
+            ), True
         if isinstance(exc, InvokeTimeoutError):
             return SourceError(
                 f"{self.label} did not answer within {self.timeout:g} seconds; will try again later."

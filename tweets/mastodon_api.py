@@ -43,6 +43,7 @@ from mastodon import (
 from mastodon.errors import MastodonWarning
 
 from albums.hashtags import normalize_hashtag
+from everhash.lib.deadline import Deadline, DeadlineAdapter
 from everhash.lib.safehttp import combined_ca_bundle
 from tweets.sources import (
     AuthFailed,
@@ -172,16 +173,21 @@ def _retry_after(value: object) -> datetime | None:
 
 
 class _RecordingSession(requests.Session):
-    """A requests session that counts requests and keeps the last response's headers.
+    """A requests session that counts requests, keeps the last response's headers and gives each
+    request a total deadline (`expired` says whether the last one ran out of it).
 
     Mastodon.py reads the rate-limit headers for its own pacing but does not hand them out,
-    nor `Retry-After`; the adapter needs both to tell the scheduler when to come back.
+    nor `Retry-After`; the adapter needs both to tell the scheduler when to come back. Its
+    `request_timeout` is requests' per-read timeout, which a trickling server never trips.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, deadline: float) -> None:
         super().__init__()
         self.count = 0
+        self.deadline = deadline
+        self.expired = False
         self.last_headers: requests.structures.CaseInsensitiveDict = requests.structures.CaseInsensitiveDict()
+        self.mount("https://", DeadlineAdapter())
 
     def request(self, *args, **kwargs):  # type: ignore[override]
         # Passed per request, `verify` wins over REQUESTS_CA_BUNDLE from the environment, which
@@ -189,7 +195,14 @@ class _RecordingSession(requests.Session):
         kwargs.setdefault("verify", self.verify)
         self.count += 1
         self.last_headers = requests.structures.CaseInsensitiveDict()
-        response = super().request(*args, **kwargs)
+        self.expired = False
+        with Deadline(self.deadline) as deadline:
+            try:
+                response = super().request(*args, **kwargs)
+            finally:
+                self.expired = deadline.expired
+        if self.expired:  # the body arrived whole just as the timer fired: still too slow
+            raise requests.exceptions.ConnectionError(f"the {self.deadline:g}-second deadline ran out")
         self.last_headers = response.headers
         return response
 
@@ -206,6 +219,7 @@ class MastodonSource:
         access_token: str = "",
         ca_bundle: str | None = None,
         timeout: float = 20,
+        deadline: float = 60,
         max_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 1.0,
@@ -225,7 +239,7 @@ class MastodonSource:
         rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
         self.retry = Retry(max_retries=max_retries, base=backoff_base, cap=backoff_cap, sleep=sleep, rng=rng)
         self._exhausted_until: datetime | None = None
-        self._session = _RecordingSession()
+        self._session = _RecordingSession(deadline=deadline)
         self._session.verify = ca_bundle or True
         self._client = Mastodon(
             api_base_url=base_url,
@@ -247,6 +261,7 @@ class MastodonSource:
             access_token=tokens.get(domain) or tokens.get(hostname) or "",
             # EVERHASH_CA_BUNDLE adds authorities; requests' verify= would replace certifi's.
             ca_bundle=combined_ca_bundle(settings.EVERHASH_CA_BUNDLE) if settings.EVERHASH_CA_BUNDLE else None,
+            deadline=settings.EVERHASH_SOURCE_DEADLINE_SECONDS,
         )
 
     def __repr__(self) -> str:
@@ -339,6 +354,11 @@ class MastodonSource:
         if isinstance(exc, MastodonServerError):
             return SourceError(f"{self.domain} is having trouble (it answered {status}); will try again later."), True
         if isinstance(exc, MastodonNetworkError):
+            if self._session.expired:
+                return SourceError(
+                    f"{self.domain} did not finish answering within {self._session.deadline:g} seconds; "
+                    "will try again later."
+                ), True
             cause = exc.__context__
             if isinstance(cause, requests.exceptions.SSLError):
                 settings_names = "EVERHASH_MASTODON_INSTANCES and EVERHASH_CA_BUNDLE"

@@ -13,13 +13,10 @@ also refuses anything but https).
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import logging
 import random
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +25,13 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
 import requests.adapters
-import urllib3.connection
-import urllib3.connectionpool
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from twython import Twython, TwythonAuthError, TwythonError, TwythonRateLimitError
 
 from albums.hashtags import hashtag_as_written
+from everhash.lib.deadline import Deadline, DeadlineAdapter
 from everhash.lib.safehttp import combined_ca_bundle
 from tweets.sources import (
     AuthFailed,
@@ -317,84 +313,6 @@ def _text(value: object) -> str:
     return value.strip()[:1000] if isinstance(value, str) else ""
 
 
-class _Deadline:
-    """A total time limit on one X request, enforced by cutting its socket when time runs out.
-
-    requests' `timeout` bounds each read, not their sum: a response trickling one byte every two
-    seconds never times out. The X adapter's connections register their socket here (through a
-    thread-local) as they send a request; a timer shuts it down, which wakes up the blocked read.
-    """
-
-    _local = threading.local()
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        _Deadline._local.current = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        _Deadline._local.current = None
-        with self._lock:
-            self._sock = None
-
-    @classmethod
-    def watch(cls, sock: socket.socket | None) -> None:
-        deadline = getattr(cls._local, "current", None)
-        if deadline is None or sock is None:
-            return
-        with deadline._lock:
-            deadline._sock = sock
-            if deadline.expired:
-                _shutdown(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            if self._sock is not None:
-                _shutdown(self._sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP stream only, not the TLS state
-
-
-class _WatchedConnection(urllib3.connection.HTTPSConnection):
-    def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _Deadline.watch(self.sock)
-        return super().getresponse(*args, **kwargs)
-
-
-class _WatchedPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter whose https connections obey `_Deadline` (mounted on twython's session)."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        _watch_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[no-untyped-def]
-        # Through an operator's HTTPS_PROXY too (a CONNECT tunnel is still an https pool).
-        return _watch_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
-
-
-def _watch_pools(manager: urllib3.PoolManager) -> urllib3.PoolManager:
-    manager.pool_classes_by_scheme = {**manager.pool_classes_by_scheme, "https": _WatchedPool}
-    return manager
-
-
 class XSource:
     """X API v2 recent search through twython, with retries, a total deadline and X's own words."""
 
@@ -436,7 +354,7 @@ class XSource:
                 "headers": {"User-Agent": "everhash"},
             },
         )
-        self._client.client.mount("https://", _DeadlineAdapter())
+        self._client.client.mount("https://", DeadlineAdapter())
 
     @classmethod
     def from_settings(cls) -> XSource:
@@ -445,7 +363,7 @@ class XSource:
             bearer_token=settings.EVERHASH_X_BEARER_TOKEN,
             # EVERHASH_CA_BUNDLE adds authorities; requests' verify= would replace certifi's.
             ca_bundle=combined_ca_bundle(settings.EVERHASH_CA_BUNDLE) if settings.EVERHASH_CA_BUNDLE else None,
-            deadline=settings.EVERHASH_X_DEADLINE_SECONDS,
+            deadline=settings.EVERHASH_SOURCE_DEADLINE_SECONDS,
         )
 
     def __repr__(self) -> str:
@@ -472,7 +390,7 @@ class XSource:
             nonlocal expired
             self.requests_made += 1
             self._client._last_call = None  # a transport failure leaves no answer behind
-            with _Deadline(self.deadline) as deadline:
+            with Deadline(self.deadline) as deadline:
                 try:
                     payload = self._client.request(url, params=params)
                 finally:

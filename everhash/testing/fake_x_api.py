@@ -182,23 +182,9 @@ class _Handler(TrackedHandler):
         if "delay" in extra and self.owner._stopping.wait(extra["delay"]):
             return
         if "drip" in extra:
-            self._drip(status, headers_out, body, extra["drip"])
+            self.send_dripping(status, headers_out, body, extra["drip"])
             return
         self._send(status, headers_out, body)
-
-    def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
-        """Headers at once, then the body one byte per `interval`: every read is quick, the whole is not."""
-        self.send_response(status)
-        for key, value in {"content-type": "application/json; charset=utf-8", **headers}.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.flush()
-        for i in range(len(body)):
-            if self.owner._stopping.wait(interval):
-                return
-            self.wfile.write(body[i : i + 1])
-            self.wfile.flush()
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)

@@ -3,7 +3,8 @@ fake_bluesky.py): a threaded TLS server on 127.0.0.1, request recording, queued 
 
 A fake subclasses `LoopbackAPI` and implements `answer(request) -> Reply`. Misbehaviour common to
 every API (`fail_next`) is handled here: `timeout` (answer late), `disconnect` (close without
-answering), `malformed_json` (a truncated body), `502` (an HTML page, as a load balancer sends).
+answering), `malformed_json` (a truncated body), `502` (an HTML page, as a load balancer sends),
+`drip` (the right answer, its body one byte every `interval` seconds, default 0.5).
 Other kinds are left to the fake's `answer`, which finds them in `request.failure`.
 """
 
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from everhash.testing.tls_server import TLSServer, TrackedHandler
 
-COMMON_FAILURES = {"timeout", "disconnect", "malformed_json", "502"}
+COMMON_FAILURES = {"timeout", "disconnect", "malformed_json", "502", "drip"}
 
 
 @dataclass
@@ -92,6 +93,9 @@ class _Handler(TrackedHandler):
             reply = Reply(502, page, {**reply.headers, "content-type": "text/html"})
         request.status = reply.status
         payload = reply.encoded()
+        if kind == "drip":
+            self.send_dripping(reply.status, reply.headers, payload, float(opts.get("interval", 0.5)))
+            return
         self.send_response(reply.status)
         headers = {"content-type": "application/json; charset=utf-8", **reply.headers}
         for key, value in headers.items():

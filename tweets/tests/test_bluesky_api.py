@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -228,3 +229,31 @@ def test_the_service_down_fails_with_a_plain_message(fake_bluesky, tls_ca):
     with pytest.raises(SourceError, match=r"Could not reach 127\.0\.0\.1"):
         make_source(fake_bluesky, tls_ca, sleeps).search(hashtag="sunset")
     assert len(sleeps) == 2
+
+
+def test_an_answer_trickling_in_is_cut_at_the_total_deadline_and_retried(fake_bluesky, tls_ca):
+    uri = fake_bluesky.add_post(images=[b"x"])
+    source = make_source(fake_bluesky, tls_ca, deadline=1)
+    source.search(hashtag="sunset")  # signed in, the connection kept alive for the next request
+    # A page of about a kilobyte at one byte per 0.05 s: every read is quick (the 20 s per-read
+    # timeout never fires), the whole would take about a minute.
+    fake_bluesky.fail_next("drip", interval=0.05)
+    sleeps: list[float] = []
+    source.retry.sleep = sleeps.append
+
+    started = time.monotonic()
+    page = source.search(hashtag="sunset")
+
+    assert time.monotonic() - started < 5
+    assert [post.id for post in page.posts] == [uri]  # the retry read the whole page
+    assert len(fake_bluesky.search_requests()) == 3 and len(sleeps) == 1
+
+
+def test_a_service_that_only_trickles_fails_with_the_deadline_named(fake_bluesky, tls_ca):
+    fake_bluesky.add_post(images=[b"x"])
+    source = make_source(fake_bluesky, tls_ca, deadline=1)
+    source.search(hashtag="sunset")
+    fake_bluesky.fail_next("drip", times=3, interval=0.05)
+
+    with pytest.raises(SourceError, match="did not finish answering within 1 seconds"):
+        source.search(hashtag="sunset")

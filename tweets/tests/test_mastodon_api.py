@@ -3,6 +3,7 @@ federate statuses (fake_mastodon.py), and media downloaded from their media host
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -269,3 +270,27 @@ def test_status_html_becomes_plain_text():
     html = '<p>One &lt;two&gt;</p><p>Three <a href="https://x/tags/t">#<span>t</span></a></p>'
     assert status_text(html) == "One <two>\nThree #t"
     assert status_text(None) == ""
+
+
+def test_an_answer_trickling_in_is_cut_at_the_total_deadline_and_retried(first, tls_ca):
+    uris = first.posts(1)
+    # A page of about a kilobyte at one byte per 0.05 s: every read is quick (the 20 s per-read
+    # timeout never fires), the whole would take about a minute.
+    first.fail_next("drip", interval=0.05)
+    sleeps: list[float] = []
+    source = make_source(first, tls_ca, sleeps, deadline=1)
+
+    started = time.monotonic()
+    page = source.search(hashtag="sunset")
+
+    assert time.monotonic() - started < 5
+    assert [post.id for post in page.posts] == uris  # the retry read the whole page
+    assert len(first.timeline_requests()) == 2 and len(sleeps) == 1
+
+
+def test_a_source_that_only_trickles_fails_with_the_deadline_named(first, tls_ca):
+    first.posts(1)
+    first.fail_next("drip", times=3, interval=0.05)
+
+    with pytest.raises(SourceError, match="did not finish answering within 1 seconds"):
+        make_source(first, tls_ca, deadline=1).search(hashtag="sunset")
