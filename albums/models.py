@@ -211,12 +211,21 @@ class Album(models.Model):
             return key
         return None
 
+    def with_key(self, url: str) -> str:
+        """A link into the album as its owner hands it out (dashboard, emails, QR codes, the wall's
+        embed snippet): an unlisted album's link carries its secret, or whoever follows it without
+        being signed in gets a 404. The one place that writes the `?key=` rule."""
+        return f"{url}?key={self.secret}" if self.visibility == Album.Visibility.UNLISTED else url
+
     @property
     def shared_url(self) -> str:
-        """The album's page as its owner and followers get it (dashboard, emails): an unlisted
-        album's link carries its secret, or a follower who is not signed in gets a 404."""
-        path = self.get_absolute_url()
-        return f"{path}?key={self.secret}" if self.visibility == Album.Visibility.UNLISTED else path
+        """The album's page, to share (`with_key`)."""
+        return self.with_key(self.get_absolute_url())
+
+    @property
+    def shared_wall_url(self) -> str:
+        """The album's live wall, to share or embed (`with_key`)."""
+        return self.with_key(reverse("albums:slideshow", args=[self.hashtag]))
 
     @property
     def frame_ancestors(self) -> list[str]:

@@ -269,9 +269,7 @@ def qr_code(request: HttpRequest, album: Album) -> HttpResponse:
     target = request.GET.get("for", "album")
     if target not in QR_TARGETS:
         raise Http404("A QR code is for the album or for its wall (?for=wall).")
-    url = absolute_url(reverse(QR_TARGETS[target], args=[album.hashtag]))
-    if album.visibility == Album.Visibility.UNLISTED:
-        url += f"?key={album.secret}"
+    url = album.with_key(absolute_url(reverse(QR_TARGETS[target], args=[album.hashtag])))
     title = f"QR code of the {'wall' if target == 'wall' else 'album'} {album.display_title}: {url}"
     response = HttpResponse(qr_svg(url, title=title), content_type="image/svg+xml")
     patch_cache_control(response, private=True, max_age=3600)

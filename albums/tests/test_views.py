@@ -146,6 +146,16 @@ def test_the_owner_gets_an_embed_snippet_and_qr_codes_on_the_album_page(client, 
     assert "/album/sunset/qr.svg" not in client.get("/album/sunset/").content.decode()
 
 
+def test_an_unlisted_albums_embed_snippet_carries_its_key_and_a_public_ones_does_not(client, owner, album):
+    hush = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
+    Album.objects.update(frame_origins="https://example.com")  # the snippet shows once an origin may frame it
+    client.force_login(owner)
+    unlisted = client.get(f"/album/hush/?key={hush.secret}").content.decode()
+    public = client.get("/album/sunset/").content.decode()
+    assert f'&lt;iframe src="http://127.0.0.1:8000/album/hush/slideshow/?key={hush.secret}"' in unlisted
+    assert '&lt;iframe src="http://127.0.0.1:8000/album/sunset/slideshow/"' in public
+
+
 def test_the_qr_code_encodes_the_album_or_its_wall(client, owner, settings):
     hush = make_album(owner=owner, hashtag="hush", visibility=Album.Visibility.UNLISTED)
     assert client.get("/album/hush/qr.svg").status_code == 404
