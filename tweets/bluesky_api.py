@@ -60,6 +60,7 @@ from tweets.sources import (
     SourceError,
     believable_reset,
     download_photo,
+    source_label,
     stable_media_key,
 )
 
@@ -262,8 +263,8 @@ class BlueskySource:
         if not handle or not app_password:
             raise AuthFailed("Bluesky needs EVERHASH_BLUESKY_HANDLE and EVERHASH_BLUESKY_APP_PASSWORD.")
         self.api_url = api_url
-        self.label = parts.netloc.lower()
-        self.key = f"bluesky:{self.label}"
+        self.key = f"bluesky:{parts.netloc.lower()}"
+        self.label = source_label(self.key)  # the service's host
         self.handle = handle
         self._password = app_password
         self.store = store

@@ -58,6 +58,7 @@ from tweets.sources import (
     download_photo,
     header_int,
     non_negative_int,
+    source_label,
     stable_media_key,
 )
 
@@ -233,7 +234,7 @@ class MastodonSource:
         self.base_url = base_url
         self.domain = parts.netloc.lower()  # host[:port], as `acct` names remote accounts
         self.key = f"mastodon:{self.domain}"
-        self.label = self.domain
+        self.label = source_label(self.key)  # the domain
         self.has_token = bool(access_token)
         self.timeout = timeout
         rng = rng or random.Random()  # noqa: S311 - retry jitter, not security

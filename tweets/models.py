@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from albums.models import Album
+from tweets.sources import source_label
 
 # The widest source key: "mastodon:" or "bluesky:" and a host name (at most 253 characters).
 SOURCE_KEY_LENGTH = 270
@@ -59,7 +60,7 @@ class AlbumSource(models.Model):
     @property
     def label(self) -> str:
         """What owners read: "X", "Sample posts", or the instance or service: "mastodon.social"."""
-        return {"x": "X", "sample": "Sample posts"}.get(self.key) or self.key.partition(":")[2] or self.key
+        return source_label(self.key)
 
     @property
     def summary(self) -> str:

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from tweets.mastodon_api import MastodonSource
 from tweets.sample import SAMPLE_HASHTAGS, SampleSource
-from tweets.sources import Source, SourceError
+from tweets.sources import Source, SourceError, source_label
 from tweets.x_api import XSource
 
 logger = logging.getLogger("everhash.fetch")
@@ -35,6 +35,11 @@ class SourceOption:
     reason: str = ""  # why it is not available, in plain words
 
 
+def _option(key: str, unavailable: str = "") -> SourceOption:
+    """A source, available unless there is a reason it cannot work."""
+    return SourceOption(key, source_label(key), not unavailable, unavailable)
+
+
 def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
@@ -50,21 +55,16 @@ def source_options(*, hashtag: str | None = None) -> list[SourceOption]:
     Without an X token the sample source stands in for X (the demo albums and offline use).
     """
     if settings.EVERHASH_X_BEARER_TOKEN:
-        options = [SourceOption("x", "X", True)]
+        options = [_option("x")]
     elif hashtag is None or SampleSource().serves(hashtag):
-        options = [SourceOption("x", "X", False, X_UNAVAILABLE), SourceOption("sample", "Sample posts", True)]
+        options = [_option("x", X_UNAVAILABLE), _option("sample")]
     else:
-        options = [
-            SourceOption("x", "X", False, X_UNAVAILABLE),
-            SourceOption("sample", "Sample posts", False, SAMPLE_ONLY),
-        ]
-    options += [
-        SourceOption(f"mastodon:{_host(url)}", _host(url), True) for url in settings.EVERHASH_MASTODON_INSTANCES
-    ]
-    bluesky = _host(settings.EVERHASH_BLUESKY_API_URL)
-    reason = "" if _bluesky_configured() else BLUESKY_UNAVAILABLE
-    options.append(SourceOption(f"bluesky:{bluesky}", bluesky, not reason, reason))
-    return options
+        options = [_option("x", X_UNAVAILABLE), _option("sample", SAMPLE_ONLY)]
+    options += [_option(f"mastodon:{_host(url)}") for url in settings.EVERHASH_MASTODON_INSTANCES]
+    bluesky = _option(
+        f"bluesky:{_host(settings.EVERHASH_BLUESKY_API_URL)}", "" if _bluesky_configured() else BLUESKY_UNAVAILABLE
+    )
+    return [*options, bluesky]
 
 
 def build_source(key: str) -> Source:

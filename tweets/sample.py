@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from albums.hashtags import normalize_hashtag
-from tweets.sources import MediaError, Page, Photo, SourceError
+from tweets.sources import MediaError, Page, Photo, SourceError, source_label
 from tweets.x_api import parse_search_response
 
 DATA_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -169,7 +169,7 @@ class SampleSource:
 
     name = "sample"
     key = "sample"
-    label = "Sample posts"
+    label = source_label(key)
     requests_made = 0
 
     def __init__(self, *, data_dir: Path = DATA_DIR, page_size: int = PAGE_SIZE) -> None:

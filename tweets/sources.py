@@ -216,6 +216,12 @@ def header_int(value: object) -> int | None:
         return None
 
 
+def source_label(key: str) -> str:
+    """What owners read for a source key: "X", "Sample posts", or the instance or service
+    ("mastodon.social", "bsky.social" for `mastodon:mastodon.social`, `bluesky:bsky.social`)."""
+    return {"x": "X", "sample": "Sample posts"}.get(key) or key.partition(":")[2] or key
+
+
 def stable_media_key(*parts: str) -> str:
     """A short, stable media key from what identifies a photo on its network.
 

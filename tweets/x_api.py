@@ -49,6 +49,7 @@ from tweets.sources import (
     download_photo,
     header_int,
     non_negative_int,
+    source_label,
 )
 
 logger = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ class XSource:
 
     name = "x"  # pictures.models.Source.X
     key = "x"  # tweets.registry: one X account per deployment
-    label = "X"
+    label = source_label(key)
 
     def __init__(
         self,
