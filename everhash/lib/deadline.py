@@ -12,7 +12,7 @@ The hooks: `DeadlineAdapter` here, for requests (twython for X, Mastodon.py): mo
 session for https://. httpx's (atproto for Bluesky) is in tweets/bluesky_api.py, the one module
 that imports httpx, which web processes never load.
 
-Media downloads have their own deadline (everhash/lib/safehttp.py), which owns its sockets.
+Media downloads (everhash/lib/safehttp.py) use the same deadline on the sockets they open themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Self
 
 import requests.adapters
 import urllib3
@@ -28,7 +29,12 @@ import urllib3.connectionpool
 
 
 class Deadline:
-    """`with Deadline(seconds) as deadline:` around one request; `deadline.expired` afterwards."""
+    """`with Deadline(seconds) as deadline:` around one request; `deadline.expired` afterwards.
+
+    A client whose sockets this code creates itself (everhash/lib/safehttp.py) calls `guard(sock)`
+    on its own deadline; the library hooks below call `Deadline.watch(sock)`, which finds the
+    deadline open in this thread.
+    """
 
     _local = threading.local()
 
@@ -39,28 +45,33 @@ class Deadline:
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
+        self._outer: Deadline | None = None
 
-    def __enter__(self) -> Deadline:
+    def __enter__(self) -> Self:
+        self._outer = getattr(Deadline._local, "current", None)
         Deadline._local.current = self
         self._timer.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
-        Deadline._local.current = None
+        Deadline._local.current = self._outer
+        self.guard(None)
+
+    def guard(self, sock: socket.socket | None) -> None:
+        """Cut `sock` when time runs out (at once if it has). guard(None) before closing a socket:
+        its number could be reused."""
         with self._lock:
-            self._sock = None
+            self._sock = sock
+            if self.expired and sock is not None:
+                _shutdown(sock)
 
     @classmethod
     def watch(cls, sock: socket.socket | None) -> None:
-        """Called by the hooks below with the socket a request is about to use."""
+        """Called by the library hooks below with the socket a request is about to use."""
         deadline = getattr(cls._local, "current", None)
-        if deadline is None or sock is None:
-            return
-        with deadline._lock:
-            deadline._sock = sock
-            if deadline.expired:
-                _shutdown(sock)
+        if deadline is not None and sock is not None:
+            deadline.guard(sock)
 
     def _expire(self) -> None:
         with self._lock:
@@ -70,8 +81,10 @@ class Deadline:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP stream only, not the TLS state
+    # socket.socket.shutdown, not SSLSocket.shutdown: only the TCP stream is cut, without touching
+    # the TLS state the reading thread is using right now.
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _WatchedConnection(urllib3.connection.HTTPSConnection):

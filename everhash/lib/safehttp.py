@@ -19,10 +19,9 @@ import ipaddress
 import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from http.client import HTTPResponse
@@ -32,6 +31,8 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 from django.conf import settings
+
+from everhash.lib.deadline import Deadline
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -269,31 +270,19 @@ def combined_ca_bundle(extra: str) -> str:
     return str(path)
 
 
-class _Budget:
+class _Budget(Deadline):
     """The time limits of one fetch: per-operation socket timeouts, and a total deadline enforced
-    by cutting the socket when it runs out.
+    by cutting the socket when it runs out (`Deadline.guard`).
 
     Socket timeouts bound each read, not their sum: a server sending one byte every half second
-    would hold a worker for hours. A timer shuts the watched socket down, which wakes up whatever
+    would hold a worker for hours. The timer shuts the guarded socket down, which wakes up whatever
     read or handshake is blocked on it, in any phase.
     """
 
     def __init__(self, seconds: float, connect_timeout: float, read_timeout: float) -> None:
-        self.seconds, self.connect_timeout, self.read_timeout = seconds, connect_timeout, read_timeout
+        super().__init__(seconds)
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.ends_at = time.monotonic() + seconds
-        self.expired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Budget:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        self.watch(None)
 
     def error(self) -> DownloadError:
         return DownloadError("timeout", f"gave up after the {self.seconds:g}-second deadline")
@@ -303,26 +292,6 @@ class _Budget:
         if left <= 0 or self.expired:
             raise self.error()
         return left
-
-    def watch(self, sock: socket.socket | None) -> None:
-        """Cut `sock` when time runs out. Call watch(None) before closing it (its number could be reused)."""
-        with self._lock:
-            self._sock = sock
-            if self.expired and sock is not None:
-                _cut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            if self._sock is not None:
-                _cut(self._sock)
-
-
-def _cut(sock: socket.socket) -> None:
-    # socket.socket.shutdown, not SSLSocket.shutdown: only the TCP stream is cut, without touching
-    # the TLS state the downloading thread is using right now.
-    with suppress(OSError):  # already closed
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _PinnedConnection(http.client.HTTPConnection):
@@ -336,14 +305,14 @@ class _PinnedConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = self._dial()
         try:
-            self.budget.watch(sock)
+            self.budget.guard(sock)
             if self.context is not None:
                 sock = self.context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
-                self.budget.watch(sock)
+                self.budget.guard(sock)
                 sock.do_handshake()
             sock.settimeout(self.timeout)
         except BaseException:
-            self.budget.watch(None)
+            self.budget.guard(None)
             sock.close()
             raise
         self.sock = sock
@@ -375,7 +344,7 @@ def _get(target: _Target, addresses: list[str], context: ssl.SSLContext, budget:
         response = connection.getresponse()
         yield response
     finally:
-        budget.watch(None)
+        budget.guard(None)
         if response is not None:
             response.close()  # it owns the socket once the headers say "Connection: close"
         connection.close()
