@@ -239,6 +239,29 @@ def test_the_flat_rows_colour_prefilter_keeps_exactly_the_rows_within_the_colour
         assert {picture_id for picture_id, _ in found} == expected
 
 
+@pytest.mark.parametrize("block", [16, 4096])
+def test_the_filter_returns_the_closest_in_colour_first_ties_by_row_across_blocks(block):
+    # 300 rows that all pass the filter, a third of them tied with another: the answer must be what
+    # sorting every passing row by (colour distance, row) gives, however the rows fall into blocks.
+    rng = np.random.default_rng(7)
+    colours = 3 * dedupe.COLOUR_BINS
+    base = rng.dirichlet(np.ones(dedupe.COLOUR_BINS), size=3).reshape(colours).astype(np.float32)
+    vectors = np.full((300, HISTOGRAM_LENGTH), 3.0, dtype=np.float32)
+    vectors[:, :colours] = base + rng.normal(0, 0.01, size=(300, colours)).astype(np.float32)
+    vectors[200:, :colours] = vectors[100:200, :colours]  # ties
+    same = bytes(32).hex()
+    probe = Signature(np.concatenate([base, vectors[0, colours:]]).tobytes(), same)
+    distances = dedupe._colour_distances(vectors[:, :colours], base)
+    expected = sorted((float(d), row) for row, d in enumerate(distances) if d <= dedupe.HISTOGRAM_RMS_THRESHOLD)
+
+    index = SignatureIndex.from_rows((row, v.tobytes(), same) for row, v in enumerate(vectors))
+    index.BLOCK = block
+    found = index.candidates(probe, limit=7)  # the 7th and 8th closest are a tie: row 142 is kept, not 242
+
+    assert len(expected) == 300
+    assert [picture_id for picture_id, _ in found] == [row for _, row in expected[:7]]
+
+
 def test_an_edit_that_leaves_the_pixels_as_they_were_makes_no_different_photo():
     grey_photo = source("chelsea").convert("L").convert("RGB")  # RGB, but every pixel grey
     unchanged = edits.unchanged_edits(grey_photo, ["greyscale", "saturation+30", "blur-r1", "mirror"])
