@@ -313,7 +313,10 @@ class SignatureIndex:
         if flat and self._flat_count:  # two flat pictures: their structure hashes are noise, not asked
             count = self._flat_count
             close = _near_in_colour(self._flat_colours[:count], self._flat_norms[:count], colour)
-            near = np.union1d(near, self._flat_rows[:count][close])
+            flat_near = self._flat_rows[:count][close]
+            # Not np.union1d, which sorts both: the structure's rows are few, and the order of `near`
+            # does not matter (the answer is sorted at the end).
+            near = np.concatenate([near, flat_near[~np.isin(flat_near, near)]]) if near.size else flat_near
         found: list[tuple[float, int, Distances]] = []
         for start in range(0, near.size, self.BLOCK):
             rows = near[start : start + self.BLOCK]
