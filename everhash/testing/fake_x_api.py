@@ -161,15 +161,15 @@ class _Handler(TrackedHandler):
                 image = self.owner._images.get(parts.path.removeprefix("/media/"))
             if image is None:
                 record.status = 404
-                self._send(404, {"content-type": "text/plain"}, b"not found")
+                self.send_answer(404, {"content-type": "text/plain"}, b"not found")
             else:
                 record.status = 200
-                self._send(200, {"content-type": image[1]}, image[0])
+                self.send_answer(200, {"content-type": image[1]}, image[0])
             return
         if parts.path != SEARCH_PATH:
             record.status = 404
             body = _error(404, "Not Found Error", f"Could not find {parts.path}")
-            self._send(404, {}, json.dumps(body).encode())
+            self.send_answer(404, {}, json.dumps(body).encode())
             return
 
         status, headers_out, body, extra = self.owner._answer(params, headers)
@@ -181,19 +181,7 @@ class _Handler(TrackedHandler):
             return
         if "delay" in extra and self.owner._stopping.wait(extra["delay"]):
             return
-        if "drip" in extra:
-            self.send_dripping(status, headers_out, body, extra["drip"])
-            return
-        self._send(status, headers_out, body)
-
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        headers = {"content-type": "application/json; charset=utf-8", **headers}
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_answer(status, headers_out, body, drip=extra.get("drip"))
 
 
 class FakeXAPI(TLSServer):

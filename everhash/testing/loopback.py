@@ -93,16 +93,8 @@ class _Handler(TrackedHandler):
             reply = Reply(502, page, {**reply.headers, "content-type": "text/html"})
         request.status = reply.status
         payload = reply.encoded()
-        if kind == "drip":
-            self.send_dripping(reply.status, reply.headers, payload, float(opts.get("interval", 0.5)))
-            return
-        self.send_response(reply.status)
-        headers = {"content-type": "application/json; charset=utf-8", **reply.headers}
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        drip = float(opts.get("interval", 0.5)) if kind == "drip" else None
+        self.send_answer(reply.status, reply.headers, payload, drip=drip)
 
 
 class LoopbackAPI(TLSServer):

@@ -42,17 +42,21 @@ class TrackedHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def send_dripping(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
-        """Headers at once, then the body one byte per `interval` seconds: every read is quick, the
-        whole is not (a per-read timeout never fires; only a total deadline ends it)."""
+    def send_answer(self, status: int, headers: dict[str, str], body: bytes, *, drip: float | None = None) -> None:
+        """An answer with an honest length (JSON unless `headers` say otherwise). With `drip`, the
+        headers at once, then the body one byte per `drip` seconds: every read is quick, the whole
+        is not (a per-read timeout never fires; only a total deadline ends it)."""
         self.send_response(status)
         for key, value in {"content-type": "application/json; charset=utf-8", **headers}.items():
             self.send_header(key, value)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
+        if drip is None:
+            self.wfile.write(body)
+            return
         self.wfile.flush()
         for i in range(len(body)):
-            if self.owner._stopping.wait(interval):
+            if self.owner._stopping.wait(drip):
                 return
             self.wfile.write(body[i : i + 1])
             self.wfile.flush()
