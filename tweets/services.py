@@ -340,9 +340,13 @@ class RunState:
 # --- Source pauses: X's app-wide rate limit and usage cap ------------------------
 
 
-def active_pause(*, source: str, now: datetime | None = None) -> SourcePause | None:
-    """The pause in force for `source`, if any: no request may be made before it ends."""
-    return SourcePause.objects.filter(source=source, until__gt=now or timezone.now()).first()
+def active_pauses(*, sources: Iterable[str], now: datetime | None = None) -> dict[str, SourcePause]:
+    """The pauses in force among these source keys, by key in their order (one query): no request
+    may be made to a paused source before its pause ends."""
+    sources = list(sources)
+    pauses = SourcePause.objects.filter(source__in=sources, until__gt=now or timezone.now())
+    found = {pause.source: pause for pause in pauses}
+    return {key: found[key] for key in sources if key in found}
 
 
 def pause_source(*, source: str, error: RateLimited) -> SourcePause:
@@ -814,7 +818,13 @@ def choose_album_sources(*, album: Album, offered: Iterable[str], enabled: Itera
 
 
 def _not_asked(
-    *, source: Source, row: AlbumSource, now: datetime, forced: bool, refused: dict[str, str]
+    *,
+    source: Source,
+    row: AlbumSource,
+    pause: SourcePause | None,
+    now: datetime,
+    forced: bool,
+    refused: dict[str, str],
 ) -> SourceReport | None:
     """Why `source` is not asked for this album this time, as its report; None when it is asked.
 
@@ -822,7 +832,6 @@ def _not_asked(
     hold; a back-off after failures holds unless an operator named the album (`--album`).
     """
     part = SourceReport(key=source.key, label=source.label)
-    pause = active_pause(source=source.key, now=now)
     if source.key in refused:
         part.status, part.error, part.refused = "failed", refused[source.key], True
     elif pause is not None:
@@ -912,8 +921,11 @@ def fetch_album(
             )
         return report
     ready = []
+    pauses = active_pauses(sources=[source.key for source, _ in feeds], now=now)
     for source, row in feeds:
-        waiting = _not_asked(source=source, row=row, now=now, forced=forced, refused=refused)
+        waiting = _not_asked(
+            source=source, row=row, pause=pauses.get(source.key), now=now, forced=forced, refused=refused
+        )
         if waiting is None:
             ready.append((source, row))
         else:

@@ -38,7 +38,7 @@ from tweets.services import (
     SourceReport,
     Stopped,
     StopRequest,
-    active_pause,
+    active_pauses,
     close_interrupted_runs,
     failure_message,
     fetch_album,
@@ -204,10 +204,11 @@ class Command(BaseCommand):
         stopped = ""  # why albums were left for the next run: one message, not one per album
         waiting = 0
         run_state = RunState()
+        keys = [source.key for source in sources]
         for index, album in enumerate(albums):
             if self.stop.requested:
                 break
-            if sources and all(active_pause(source=source.key) is not None for source in sources):
+            if sources and len(active_pauses(sources=keys)) == len(keys):
                 waiting = len(albums) - index
                 break
             if run_state.out_of_time():
@@ -242,7 +243,7 @@ class Command(BaseCommand):
                 self.stdout.write(self._summary_line(report))
             if report.status == "stopped":
                 break
-        pauses = [pause for source in sources if (pause := active_pause(source=source.key)) is not None]
+        pauses = list(active_pauses(sources=keys).values())
         if pauses:
             # A source's rate limit or usage cap: every album waits for it, said once.
             stopped = " ".join(pause.message for pause in pauses) + (f" {waiting} album(s) wait." if waiting else "")
