@@ -71,6 +71,10 @@ class VerifiedImage:
     format: str
     width: int
     height: int
+    # The JPEG's luma quantisation table (64 steps, row by row) when ``image`` is exactly that JPEG's
+    # decoded pixels (its own size, no orientation turn, Y'CbCr or greyscale): dedupe tests whether
+    # another picture quantises to the same coefficients (pictures/dedupe.py).
+    luma_table: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,18 +163,28 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
         upright = (stored_size[1], stored_size[0]) if turned else stored_size
         (width, height), _ = _plan(upright, RENDITIONS["large"])
         target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
+        table = None
         if streamed:
             image = _vips_decode(data, image_format, target)
         else:
             if image_format == "JPEG":
                 opened.draft("RGB", target)  # no smaller than target; a no-op when it cannot shrink
             _load(opened)
+            table = _luma_table(opened) if method is None and opened.size == stored_size == target else None
             image = _to_rgb(opened)
             image = _vips_resize(image, target) if image.size != target else image.copy()
     if method is not None:
         image = image.transpose(method)
     image.info.clear()
-    return VerifiedImage(image=image, format=image_format, width=upright[0], height=upright[1])
+    return VerifiedImage(image=image, format=image_format, width=upright[0], height=upright[1], luma_table=table)
+
+
+def _luma_table(image: Image.Image) -> tuple[int, ...] | None:
+    """A decoded JPEG's luma quantisation table, when its pixels are Y'CbCr (or grey) as JPEG stores them."""
+    tables = getattr(image, "quantization", None)
+    if image.format != "JPEG" or image.mode not in ("L", "RGB") or not tables or len(tables.get(0, ())) != 64:
+        return None
+    return tuple(int(step) for step in tables[0])
 
 
 def _to_vips(image: Image.Image) -> pyvips.Image:

@@ -374,3 +374,30 @@ def test_a_png_streamed_through_libvips_is_turned_upright_by_its_exif(monkeypatc
     assert (verified.width, verified.height) == (200, 300)
     assert close_to(verified.image.getpixel((100, 20)), RED)
     assert close_to(verified.image.getpixel((100, 280)), BLUE)
+
+
+# The JPEG's quantisation table (dedupe's JPEG test) -------------------------------------------
+
+
+def test_a_jpeg_at_its_own_size_carries_its_luma_quantisation_table():
+    data = encode(bands(300, 200), "JPEG", quality=50)
+    with Image.open(BytesIO(data)) as opened:
+        table = tuple(opened.quantization[0])
+
+    verified = open_for_renditions(data, max_pixels=LIMIT)
+
+    assert verified.luma_table == table
+    assert verified.luma_table[:8] == (16, 11, 10, 16, 24, 40, 51, 61)  # the standard table at quality 50
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(encode(bands(300, 200), "PNG"), id="png"),
+        pytest.param(encode(bands(3000, 2000), "JPEG", quality=50), id="reduced-on-decoding"),
+        pytest.param(jpeg_with_metadata(bands(300, 200)), id="turned-upright"),
+        pytest.param(encode(bands(300, 200).convert("CMYK"), "JPEG"), id="cmyk"),
+    ],
+)
+def test_other_pictures_carry_no_table_as_their_pixels_are_not_the_jpegs_blocks(data):
+    assert open_for_renditions(data, max_pixels=LIMIT).luma_table is None
