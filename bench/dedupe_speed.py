@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -136,18 +137,28 @@ def filter_rows(n: int, m: int, rng: np.random.Generator, *, worst_cases: bool) 
 
 def verification_rows(rng: np.random.Generator) -> list[str]:
     """What a candidate that passes the filter costs on top: its stored rendition decoded, then compared."""
-    from everhash.lib.images import VerifiedImage, make_renditions
+    from everhash.lib.images import VerifiedImage, make_renditions, open_for_renditions
 
     with Image.open(ROOT / "tweets" / "sample_data" / "photos" / "astronaut.png") as source:
         large = source.convert("RGB").resize((2048, 1536), Image.Resampling.BICUBIC)
     jpeg = make_renditions(VerifiedImage(large, "PNG", 4000, 3000))[dedupe.VERIFY_RENDITION][0]
-    candidate = dedupe.candidate_view(large.resize((1200, 900), Image.Resampling.LANCZOS))
+    reduced = large.resize((1200, 900), Image.Resampling.LANCZOS)
+    candidate = dedupe.candidate_view(VerifiedImage(reduced, "PNG", 1200, 900))
+    copy = BytesIO()
+    large.resize((1000, 750), Image.Resampling.LANCZOS).save(copy, "JPEG", quality=80)
+    jpeg_copy = dedupe.candidate_view(open_for_renditions(copy.getvalue(), max_pixels=50_000_000))
     out = ["### Verifying a candidate that passes the filter (a 12 MP photo against a 1200 x 900 copy)\n"]
     out.append("| step | median ms | p99 ms | max ms | runs | note |")
     out.append("|---|---|---|---|---|---|")
     out.append(row("decode the stored 1024 px rendition", timings(lambda: dedupe.decode_view(jpeg), 20)))
     stored = dedupe.decode_view(jpeg)
     out.append(row("compare at the common scale", timings(lambda: dedupe.compare(stored, candidate), 20)))
+    out.append(
+        row(
+            "compare with the JPEG test (a 1000 x 750 JPEG copy)",
+            timings(lambda: dedupe.compare(stored, jpeg_copy), 20),
+        )
+    )
     return out
 
 

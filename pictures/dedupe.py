@@ -28,10 +28,13 @@ show that scale). ``Signature.structure_hash`` is the 256-bit hash as 64 hex dig
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -371,8 +374,10 @@ class SignatureIndex:
 
 
 # --- Verification at a common scale -------------------------------------------------------------
-# A candidate that passes the signature filter is compared pixel by pixel with the stored picture's
-# "medium" rendition (VERIFY_RENDITION, at most 1024 px): both reduced to the size of the smaller one.
+# A candidate that passes the signature filter is compared pixel by pixel with the stored picture, both
+# seen within the "medium" rendition's box (VERIFY_RENDITION, at most 1024 px: a picture that fits by
+# its own pixels, a larger one reduced, stored as that rendition), then the larger reduced to the
+# smaller's size. The measures are combined by gradient-boosted trees (dedupe_model.json).
 
 VERIFY_RENDITION = "medium"
 TONE_SIDE = 32  # tone and colour are compared on thumbnails that fit in 32 x 32
@@ -399,12 +404,34 @@ class Comparison(NamedTuple):
     chroma_gain: float = 0.0  # Cb/Cr of the thumbnails: candidate - stored ~ gain * (their mean - 128)
     luma_sd: float = 0.0  # standard deviation of the stored luma (gain * luma_sd: the contrast edit in levels)
     laplacian: float = 0.0  # RMS Laplacian of the stored luma (sharpening * laplacian: the blur in levels)
+    # Fine detail on the strongest edges only (the EDGE_SHARE of pixels where the two Laplacians are
+    # largest), candidate over stored, log: a blur softens strong edges as much as texture, while JPEG
+    # and WebP drop weak texture and keep strong edges (their large coefficients survive quantisation).
+    edge_detail: float = 0.0
+    # The brightness/contrast part of the edit model fitted again on 4 x 4 block means: resampling and
+    # ringing move single pixels along edges (which the pixel-level gain reads as contrast) but keep
+    # block means, which a contrast edit does move.
+    gain_coarse: float = 0.0
+    # Whether one picture is a JPEG shown at its own size (its 8 x 8 blocks on the common scale's grid),
+    # and then how far the other picture's DCT coefficients are from quantising to the same values with
+    # that JPEG's steps (see _jpeg_consistency): a re-encode or a resize then re-encode of the same
+    # pixels quantises to (nearly) the same values; a blur, a sharpening or a tone edit does not.
+    jpeg_tested: float = 0.0
+    jpeg_mismatch: float = 0.0  # share of the non-zero coefficients that quantise to another value
+    jpeg_excess: float = 0.0  # share of all coefficients more than 3/4 of a step away
+    # The largest local differences: the 99th percentile of the 8 x 8 block means' difference (less its
+    # median) in luma and in chroma, levels. Re-encoding keeps block means; an edit of a few regions
+    # (the colour fills of a drawing, a bright area clipped) moves them there, whatever the average says.
+    local_luma: float = 0.0
+    local_chroma: float = 0.0
 
 
 def _block_means(x: np.ndarray, size: int) -> np.ndarray:
-    """Means of the size x size blocks that tile ``x`` (a ragged edge is left out)."""
+    """Means of the size x size blocks that tile ``x`` (a ragged edge is left out). Summed one axis at a
+    time over contiguous rows: several times faster than a mean over two strided axes."""
     h, w = (x.shape[0] // size) * size, (x.shape[1] // size) * size
-    return x[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
+    rows = x[:h, :w].reshape(h // size, size, w).sum(axis=1)
+    return rows.reshape(h // size, w // size, size).sum(axis=2) / (size * size)
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -418,22 +445,94 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(index.mean())
 
 
-def _laplacian_rms(y: np.ndarray) -> float:
-    if min(y.shape) < 3:
-        return DETAIL_FLOOR
-    lap = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
-    return float(np.sqrt(np.mean(lap * lap)))
+EDGE_SHARE = 0.1
 
 
-def _edit_model(ys: np.ndarray, yc: np.ndarray) -> tuple[float, ...]:
+def _laplacian(y: np.ndarray) -> np.ndarray:
+    return 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+
+
+def _edge_detail(lap_s: np.ndarray, lap_c: np.ndarray) -> float:
+    """Log ratio of the Laplacian RMS, candidate over stored, on the pixels where the two Laplacians are
+    largest together (the same pixels for both, so swapping the pictures only changes the sign)."""
+    ls, lc = lap_s.ravel(), lap_c.ravel()
+    strength = np.abs(ls) + np.abs(lc)
+    keep = max(1, int(strength.size * EDGE_SHARE))
+    strongest = np.argpartition(strength, strength.size - keep)[-keep:]
+    s, c = ls[strongest], lc[strongest]
+    return float(np.log((np.sqrt(np.dot(c, c) / keep) + DETAIL_FLOOR) / (np.sqrt(np.dot(s, s) / keep) + DETAIL_FLOOR)))
+
+
+def _coarse_gain(ys: np.ndarray, yc: np.ndarray) -> float:
+    """Least-squares gain of the 4 x 4 block means' difference on the stored block means (centred)."""
+    if min(ys.shape) < 8:
+        return 0.0
+    s, c = _block_means(ys, 4), _block_means(yc, 4)
+    centred = (s - s.mean()).ravel()
+    d = (c - s).ravel()
+    return float(np.dot(centred, d - d.mean()) / (np.dot(centred, centred) + centred.size))
+
+
+_DCT8 = np.array(
+    [[np.sqrt((1 if k == 0 else 2) / 8) * np.cos(np.pi * (2 * n + 1) * k / 16) for n in range(8)] for k in range(8)],
+    dtype=np.float32,
+)
+
+
+def _by_rows(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``rows @ matrix`` in slices of 1,024 rows: as fast, and each product small enough that BLAS does
+    it on this thread (one large product starts a thread on the other CPU, which then spins)."""
+    out = np.empty((len(rows), matrix.shape[1]), np.float32)
+    for start in range(0, len(rows), 1024):
+        np.matmul(rows[start : start + 1024], matrix, out=out[start : start + 1024])
+    return out
+
+
+def _dct_blocks(y: np.ndarray) -> np.ndarray:
+    """The 8 x 8 block DCT of a luma plane as JPEG computes it (level-shifted, orthonormal), as an array
+    of blocks (rows of blocks, blocks, 8, 8): each block's rows, then its columns, all blocks at once."""
+    h, w = (y.shape[0] // 8) * 8, (y.shape[1] // 8) * 8
+    blocks = (y[:h, :w].astype(np.float32) - 128).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    across = _by_rows(blocks.reshape(-1, 8), _DCT8.T)
+    down = _by_rows(across.reshape(-1, 8, 8).transpose(0, 2, 1).reshape(-1, 8), _DCT8.T)
+    return down.reshape(h // 8, w // 8, 8, 8).transpose(0, 1, 3, 2)
+
+
+def _jpeg_consistency(jpeg: np.ndarray, table: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """(mismatch, excess) of ``other``'s coefficients quantised with the JPEG's ``table``, against the
+    JPEG's own coefficients (which its encoder quantised with that table)."""
+    if min(jpeg.shape) < 8:
+        return 0.0, 0.0
+    own, theirs = _dct_blocks(jpeg), _dct_blocks(other)
+    steps = table.reshape(8, 8).astype(np.float32)
+    mine, quantised = np.round(own / steps), np.round(theirs / steps)
+    nonzero = (mine != 0) | (quantised != 0)
+    mismatch = float(np.mean(mine[nonzero] != quantised[nonzero])) if nonzero.any() else 0.0
+    return mismatch, float(np.mean(np.abs(theirs - own) > 0.75 * steps))
+
+
+LOCAL_BLOCK = 8
+
+
+def _local_difference(stored: np.ndarray, candidate: np.ndarray) -> float:
+    """99th percentile of the block means' absolute difference from its median (one channel)."""
+    size = max(1, min(LOCAL_BLOCK, *stored.shape))
+    d = _block_means(candidate - stored, size)
+    return float(np.percentile(np.abs(d - np.median(d)), 99))
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def _edit_model(ys: np.ndarray, yc: np.ndarray, lap_s: np.ndarray) -> tuple[float, ...]:
     """(offset, gain, sharpening, residual, residual_coarse, luma_sd, laplacian) of the luma difference
     ``yc - ys``: a brightness or contrast edit moves it along the stored luma, a blur or a sharpening
     along its Laplacian; re-encoding noise follows neither and is left in the residual, mostly at fine
-    scale. Least squares through the 3 x 3 normal equations (dot products: no N x 3 matrix)."""
-    if min(ys.shape) < 3:
-        return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    scale. Least squares through the 3 x 3 normal equations (dot products: no N x 3 matrix). ``lap_s``
+    is the stored luma's Laplacian."""
     s = ys[1:-1, 1:-1]
-    lap = (4 * s - ys[:-2, 1:-1] - ys[2:, 1:-1] - ys[1:-1, :-2] - ys[1:-1, 2:]).ravel()
+    lap = lap_s.ravel()
     d = (yc[1:-1, 1:-1] - s).ravel()
     centred = (s - s.mean()).ravel()
     n = d.size
@@ -475,9 +574,17 @@ def _ycbcr(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("YCbCr"), np.float32)
 
 
-def compare(stored: Image.Image, candidate: Image.Image) -> Comparison:
+class View(NamedTuple):
+    """A picture as verification sees it: pixels, and the JPEG luma quantisation table when the pixels
+    are a JPEG's own, at its own size (see VerifiedImage.luma_table)."""
+
+    image: Image.Image
+    luma_table: tuple[int, ...] | None = None
+
+
+def compare(stored_view: View, candidate_view: View) -> Comparison:
     """Compare two decoded pictures at a common scale: the larger reduced to the smaller's size."""
-    stored, candidate = stored.convert("RGB"), candidate.convert("RGB")
+    stored, candidate = stored_view.image.convert("RGB"), candidate_view.image.convert("RGB")
     small, large = sorted((stored, candidate), key=lambda image: image.width * image.height)
     scale_x, scale_y = small.width / large.width, small.height / large.height
     aspect = abs(scale_x - scale_y) / max(scale_x, scale_y)
@@ -496,8 +603,22 @@ def compare(stored: Image.Image, candidate: Image.Image) -> Comparison:
     difference = ts - tc
     tone = float(np.sqrt(np.mean(difference[..., 0] ** 2)))
     chroma = float(np.sqrt(np.mean(difference[..., 1:] ** 2)))
-    detail = float(np.log((_laplacian_rms(luma_c) + DETAIL_FLOOR) / (_laplacian_rms(luma_s) + DETAIL_FLOOR)))
-    offset, gain, sharpening, residual, coarse, luma_sd, laplacian = _edit_model(luma_s, luma_c)
+    if min(luma_s.shape) >= 3:
+        lap_s, lap_c = _laplacian(luma_s), _laplacian(luma_c)
+        detail = float(np.log((_rms(lap_c) + DETAIL_FLOOR) / (_rms(lap_s) + DETAIL_FLOOR)))
+        offset, gain, sharpening, residual, coarse, luma_sd, laplacian = _edit_model(luma_s, luma_c, lap_s)
+        edge_detail = _edge_detail(lap_s, lap_c)
+    else:  # a picture under 3 pixels: no Laplacian (the aspect and tone measures still apply)
+        detail, edge_detail = 0.0, 0.0
+        offset, gain, sharpening, residual, coarse, luma_sd, laplacian = (0.0,) * 7
+    # The JPEG test needs a JPEG at its own size: the smaller picture (never resampled), or either one
+    # when both are the same size (then the more consistent of the two).
+    tested = []
+    for view, own, other in ((stored_view, luma_s, luma_c), (candidate_view, luma_c, luma_s)):
+        at_own_size = (view is stored_view) == (small is stored) or stored.size == candidate.size
+        if view.luma_table is not None and at_own_size:
+            tested.append(_jpeg_consistency(own, np.array(view.luma_table, np.float64), other))
+    mismatch, excess = min(tested) if tested else (0.0, 0.0)
     return Comparison(
         aspect=aspect,
         ssim=_ssim(luma_s, luma_c),
@@ -513,42 +634,59 @@ def compare(stored: Image.Image, candidate: Image.Image) -> Comparison:
         chroma_gain=_chroma_gain(ts, tc),
         luma_sd=luma_sd,
         laplacian=laplacian,
+        edge_detail=edge_detail,
+        gain_coarse=_coarse_gain(luma_s, luma_c),
+        jpeg_tested=float(bool(tested)),
+        jpeg_mismatch=mismatch,
+        jpeg_excess=excess,
+        local_luma=_local_difference(luma_s, luma_c),
+        local_chroma=max(_local_difference(ys[..., k], yc[..., k]) for k in (1, 2)),
     )
 
 
-# The verification score: a logistic model over the measures below, fitted on the train half of the
-# labelled set (bench/dedupe_eval.py --fit, docs/dedupe.md); a candidate is the same picture when its
-# score is at least VERIFY_SCORE_MIN: the knee of the train half's cross-validated precision and
-# recall (two folds by source picture), beyond which a point of precision costs five of recall.
+# The verification score: gradient-boosted decision trees over the measures below, fitted on the train
+# half of the labelled set only (python -m bench.dedupe_eval --fit, docs/dedupe.md) and kept in
+# dedupe_model.json next to this file. The score is the trees' summed log-odds; a candidate is the same
+# picture when it is at least VERIFY_SCORE_MIN, chosen by cross-validation inside the train half.
 ASPECT_LIMIT = 0.01  # plus 1.5 pixels of rounding at the common scale; beyond it, never the same
-VERIFY_SCORE_MIN = 0.5
-# 65 fitted constants each, printed by `python -m bench.dedupe_eval --fit` (kept compact by hand).
-# fmt: off
-_WEIGHTS = np.array([
-    -0.0309, 0.5394, -1.1297, 0.8579, -0.6238, -0.5714, 0.0732, -1.4167, 1.3866, 0.142, -0.963, -0.4668, 1.0591,
-    -0.8188, -1.6038, -1.0274, -0.2448, 0.0567, 0.5462, -1.0519, 0.2161, -1.4375, -0.5445, 0.0243, 0.8128,
-    -0.6406, 1.6741, -0.1241, -1.3654, -0.8741, -0.3232, 0.2165, 0.4667, -0.6691, -1.1088, -0.8107, -1.9833,
-    -0.3458, 0.077, -0.1917, -1.2973, -0.1178, -0.1831, -1.2887, -0.3585, -0.3099, 2.155, -1.1127, -1.3839,
-    0.0552, -3.5717, 0.2079, -0.5006, 0.1662, -0.956, 0.2831, 0.0546, 1.9583, -0.8285, -0.1021, -1.2783, -0.9529,
-    0.9176, -1.0887, -0.145
-])
-_MEAN = np.array([
-    0.0, 5.43218, 30.28882, -3.67048, 0.39393, -0.38789, -0.04652, 0.22502, 0.25378, 1.35459, -0.01125, 0.05598,
-    -0.4706, -0.05755, 0.08553, 0.14739, -0.01096, 0.03596, -1.04367, 0.33184, -0.72438, -1.2072, -1.29744,
-    -5.53363, 0.13625, 0.09608, -19.85985, 2.07756, -2.28546, -0.27416, 1.28998, 1.54857, 7.43427, -0.06884,
-    0.31631, -2.47729, -0.3189, 0.4786, 0.89752, -0.06304, 0.19395, -5.70775, 1.77273, -4.02586, -6.53675,
-    -7.25633, 15.65921, 1.01065, 1.46061, 0.24059, 0.85256, 2.51132, 0.02495, 2.10399, 0.02008, 1.29768, 0.03778,
-    2.55499, 7.30615, 1.58044, 2.24692, 2.77844, 32.57694, 0.05014, 0.03499
-])
-_SCALE = np.array([
-    1.0, 0.88331, 9.32834, 1.47877, 0.92492, 1.14462, 0.48829, 0.43584, 0.88778, 0.82244, 0.15755, 0.1477,
-    1.37205, 0.12948, 0.11297, 1.12958, 0.19407, 0.19102, 1.21068, 2.68254, 1.02748, 0.88859, 1.04646, 1.39851,
-    0.1777, 0.1605, 8.99395, 5.18176, 6.29998, 2.8823, 2.59206, 5.09852, 4.91739, 0.92595, 0.87297, 7.77734,
-    0.75337, 0.66348, 6.40115, 1.08942, 1.07386, 6.74372, 14.56623, 5.7491, 5.02742, 6.12625, 11.41668, 2.26927,
-    1.60424, 0.90105, 2.22848, 2.71325, 0.163, 2.20881, 0.06054, 1.91862, 0.35672, 1.83826, 52.21559, 1.81964,
-    2.53718, 2.88108, 16.40802, 0.14828, 0.11704
-])
-# fmt: on
+VERIFY_SCORE_MIN = 0.0
+MODEL_PATH = Path(__file__).with_name("dedupe_model.json")
+
+# The trees' inputs, in order (the model file names them, so a model fitted on other inputs is refused).
+FEATURES = (
+    "ssim",  # log(1 - SSIM)
+    "tone",
+    "chroma",
+    "detail",
+    "side",  # log of the common scale's short side (small copies are noisier)
+    "residual",
+    "residual_coarse",
+    "gain",
+    "sharpening",
+    "sharpening_levels",  # sharpening x the stored Laplacian RMS: the blur or sharpening in grey levels
+    "contrast_levels",  # gain x the stored luma's deviation: the contrast edit in grey levels
+    "offset",
+    "chroma_gain",
+    "luma_sd",
+    "laplacian",
+    "colour_distance",  # log of the signature's colour RMS
+    "structure_distance",  # the signature's structure bits (0 for two flat pictures: noise there)
+    "detail_distance",
+    "flat",
+    "sharpening_over_residual",  # log ratios: an edit stands out of the codec noise
+    "contrast_over_coarse",
+    "offset_over_coarse",
+    "coarse_share",  # coarse residual over residual: misalignment and content stay coarse, noise is fine
+    "edge_detail",
+    "gain_coarse",
+    "jpeg_tested",
+    "jpeg_mismatch",  # -1 when not tested
+    "jpeg_excess",  # -1 when not tested
+    "local_luma",
+    "local_chroma",
+    "local_luma_over_residual",
+    "local_chroma_over_chroma",
+)
 
 
 def _log(value: float, floor: float = 0.1) -> float:
@@ -556,57 +694,71 @@ def _log(value: float, floor: float = 0.1) -> float:
 
 
 def verification_features(d: Distances, c: Comparison) -> np.ndarray:
-    """The model's inputs (docs/dedupe.md): the comparison's measures on log scales, the edit model's
-    coefficients (how far a brightness, contrast, blur, sharpening or saturation edit explains the
-    difference, signed, in grey levels and against the residual that re-encoding leaves), the signature
-    distances; then the products of the measures with the log of the common scale's side (small copies
-    are noisier), and the squares of the measures (so one measure far out can decide alone)."""
-    side = float(np.log(c.side))
-    contrast = c.gain * c.luma_sd  # levels a contrast edit moves a typical pixel
-    sharpen = c.sharpening * c.laplacian  # levels a blur or sharpening moves a typical pixel
-    residual, coarse = _log(c.residual), _log(c.residual_coarse)
-    # Each measure and whether its square is a feature too (not for an absolute value: it is the square
-    # of the signed one already).
-    measures = [
-        (_log(1 - c.ssim, 1e-4), True),
-        (_log(c.tone, 0.2), True),
-        (_log(c.chroma, 0.2), True),
-        (c.detail, True),
-        (abs(c.detail), False),
-        (coarse, True),
-        (residual, True),
-        (c.gain, True),
-        (abs(c.gain), False),
-        (_log(contrast), True),
-        (c.sharpening, True),
-        (abs(c.sharpening), False),
-        (_log(sharpen), True),
-        (c.chroma_gain, True),
-        (abs(c.chroma_gain), False),
-        (_log(c.offset), True),
-        (c.offset, True),
-        (_log(contrast) - coarse, True),
-        (_log(sharpen) - residual, True),
-        (_log(c.offset) - coarse, True),
-    ]
-    values = [value for value, _ in measures]
-    # The signature distances (a flat pair's structure distance is noise: see is_flat).
-    signature = [float(np.log(d.histogram_rms + 1e-4)), 0.0 if d.flat else d.structure / 64, d.detail]
+    """The model's inputs (FEATURES, docs/dedupe.md): the comparison's measures, the edit model's
+    coefficients in grey levels and against the noise re-encoding leaves, and the signature distances."""
+    sharpen, contrast = c.sharpening * c.laplacian, c.gain * c.luma_sd
+    tested = bool(c.jpeg_tested)
     return np.array(
         [
-            1.0,
-            side,
-            side * side,
-            *values,
-            *signature,
-            *(value * side for value in values),
-            *(value * value for value, squared in [*measures, *((v, True) for v in signature)] if squared),
-        ]
+            np.log(1.0001 - c.ssim),
+            c.tone,
+            c.chroma,
+            c.detail,
+            np.log(max(c.side, 1)),
+            c.residual,
+            c.residual_coarse,
+            c.gain,
+            c.sharpening,
+            sharpen,
+            contrast,
+            c.offset,
+            c.chroma_gain,
+            c.luma_sd,
+            c.laplacian,
+            np.log(d.histogram_rms + 1e-4),
+            0 if d.flat else d.structure,
+            d.detail,
+            float(d.flat),
+            _log(sharpen) - _log(c.residual),
+            _log(contrast) - _log(c.residual_coarse),
+            _log(c.offset) - _log(c.residual_coarse),
+            c.residual_coarse / (c.residual + 0.1),
+            c.edge_detail,
+            c.gain_coarse,
+            float(tested),
+            c.jpeg_mismatch if tested else -1.0,
+            c.jpeg_excess if tested else -1.0,
+            c.local_luma,
+            c.local_chroma,
+            c.local_luma / (c.residual + 0.5),
+            c.local_chroma / (c.chroma + 0.2),
+        ],
+        dtype=np.float64,
     )
 
 
+# A tree is a leaf (its log-odds) or [feature index, threshold, subtree if <=, subtree if >].
+Tree = float | list
+
+
+@cache
+def _model() -> tuple[Tree, ...]:
+    model = json.loads(MODEL_PATH.read_text())
+    if tuple(model["features"]) != FEATURES:
+        raise ValueError(f"{MODEL_PATH.name} was fitted on other features: fit it again (docs/dedupe.md).")
+    return tuple(model["trees"])
+
+
+def tree_value(tree: Tree, x: np.ndarray) -> float:
+    while isinstance(tree, list):
+        tree = tree[2] if x[tree[0]] <= tree[1] else tree[3]
+    return tree
+
+
 def verification_score(d: Distances, c: Comparison) -> float:
-    return float(((verification_features(d, c) - _MEAN) / _SCALE) @ _WEIGHTS)
+    """The trees' summed log-odds that the two pictures are the same."""
+    x = verification_features(d, c)
+    return float(sum(tree_value(tree, x) for tree in _model()))
 
 
 def _is_same(d: Distances, c: Comparison) -> bool:
@@ -640,14 +792,15 @@ class Examined:
         self.content_hash = content_hash
         self.signature = compute_signature(verified.image)
         self._verified: VerifiedImage | None = verified
-        self._view: Image.Image | None = None
+        self._view: View | None = None
         self._stored: bytes | None = None  # the JPEG, as stored (decoded on each use: it is smaller)
+        self._fits_view = fits_view(verified.width, verified.height)
 
     @property
-    def view(self) -> Image.Image:
+    def view(self) -> View:
         """The picture as it is verified when it arrives (made only when a stored picture passes the filter)."""
         if self._view is None:
-            self._view = candidate_view(self._image().image)
+            self._view = candidate_view(self._image())
         return self._view
 
     def _image(self) -> VerifiedImage:
@@ -655,8 +808,12 @@ class Examined:
             raise RuntimeError("The decoded image was dropped by forget_image().")
         return self._verified
 
-    def stored_view(self) -> Image.Image:
-        """The picture as ingest stores it for later verification: its VERIFY_RENDITION rendition."""
+    def stored_view(self) -> View:
+        """The picture as ingest verifies it once stored (pictures.services.stored_view): a picture that
+        fits the verification rendition by its own pixels (the original's, with its JPEG table), a
+        larger one by its VERIFY_RENDITION rendition."""
+        if self._fits_view:
+            return self.view
         if self._stored is None:
             self._stored = make_renditions(self._image())[VERIFY_RENDITION][0]
         return decode_view(self._stored)
@@ -668,21 +825,31 @@ class Examined:
         self._verified = None
 
 
-def candidate_view(image: Image.Image) -> Image.Image:
-    """A candidate reduced to fit the verification rendition (nothing compares at a larger scale)."""
+def fits_view(width: int, height: int) -> bool:
+    """Whether a picture of this size is verified at its own size (it fits the verification rendition)."""
     spec = RENDITIONS[VERIFY_RENDITION]
-    return render(image, spec) if image.width > spec.width or image.height > spec.height else image
+    return width <= spec.width and height <= spec.height
 
 
-def decode_view(jpeg: bytes) -> Image.Image:
+def candidate_view(verified: VerifiedImage) -> View:
+    """A picture reduced to fit the verification rendition (nothing compares at a larger scale); a JPEG
+    that already fits keeps its quantisation table."""
+    image = verified.image
+    if fits_view(image.width, image.height):
+        own = verified.luma_table is not None and image.size == (verified.width, verified.height)
+        return View(image, verified.luma_table if own else None)
+    return View(render(image, RENDITIONS[VERIFY_RENDITION]))
+
+
+def decode_view(jpeg: bytes) -> View:
     """A stored rendition's pixels (renditions are our own JPEGs, so a plain decode)."""
     with Image.open(BytesIO(jpeg), formats=("JPEG",)) as image:
         image.load()
-        return image.convert("RGB")
+        return View(image.convert("RGB"))
 
 
 def find_duplicate(
-    *, index: SignatureIndex, candidate: Examined, stored_view: Callable[[int], Image.Image | None]
+    *, index: SignatureIndex, candidate: Examined, stored_view: Callable[[int], View | None]
 ) -> tuple[int | None, Decision | None]:
     """The stored duplicate of a candidate: signature filter over the album, then verification of each
     candidate it passes (closest first) against its stored rendition. Returns (picture id or None, the

@@ -23,7 +23,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from PIL import Image
 
 from albums.models import Album
 from albums.services import pictures_changed
@@ -31,7 +30,16 @@ from collages.services import delete_collage
 from everhash.lib.csvsafe import SafeWriter
 from everhash.lib.images import ImageRejected, VerifiedImage, make_renditions, open_for_renditions, open_verified
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
-from pictures.dedupe import VERIFY_RENDITION, Examined, SignatureIndex, decode_view, find_duplicate
+from pictures.dedupe import (
+    VERIFY_RENDITION,
+    Examined,
+    SignatureIndex,
+    View,
+    candidate_view,
+    decode_view,
+    find_duplicate,
+    fits_view,
+)
 from pictures.models import Picture
 from pictures.storage import (  # noqa: F401  (StorageUnavailable: re-exported)
     StorageUnavailable,
@@ -72,10 +80,20 @@ def load_signature_index(*, album: Album) -> SignatureIndex:
     return SignatureIndex.from_rows((pk, bytes(histogram), structure) for pk, histogram, structure in rows)
 
 
-def stored_view(picture_id: int) -> Image.Image | None:
-    """A stored picture's verification rendition (pictures/dedupe.py), or None when it is gone."""
-    renditions = Picture.objects.filter(pk=picture_id).values_list("renditions", flat=True).first() or {}
-    rendition = renditions.get(VERIFY_RENDITION)
+def stored_view(picture_id: int) -> View | None:
+    """How a stored picture is verified against (pictures/dedupe.py, Examined.stored_view): a picture
+    that fits the verification rendition by its original's own pixels (and JPEG table), a larger one
+    by its verification rendition; None when neither can be read."""
+    row = Picture.objects.filter(pk=picture_id).values_list("renditions", "original_key", "width", "height").first()
+    if row is None:
+        return None
+    renditions, key, width, height = row
+    if fits_view(width, height) and (data := read_file(key)):
+        try:
+            return candidate_view(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
+        except ImageRejected:
+            pass  # stored before a stricter check: its rendition still says what it looks like
+    rendition = (renditions or {}).get(VERIFY_RENDITION)
     data = read_file(rendition["key"]) if rendition else None
     return decode_view(data) if data else None
 

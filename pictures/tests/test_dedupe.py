@@ -173,6 +173,43 @@ def test_an_edit_is_not_merged_with_a_copy_of_the_original(name, edit, copy):
     assert_same(name, copy, edit, same=False)
 
 
+@pytest.mark.parametrize("name", ["chelsea", "rocket", "hubble", "page"])
+def test_a_half_size_jpeg_copy_quantises_the_original_alike_and_a_blurred_original_not(name):
+    """The JPEG test (docs/dedupe.md): the copy's 8 x 8 blocks are what its encoder made of the original
+    reduced, so the original reduced quantises to the same values with the copy's steps; the original
+    blurred by one pixel gives other values at those steps (sharpened, too)."""
+    copy = examined(name, "resize-50").stored_view()
+    assert copy.luma_table is not None  # a JPEG within the verification size is verified by its own blocks
+    same = dedupe.compare(copy, examined(name, "original").view)
+    blurred = dedupe.compare(copy, examined(name, "blur-r1").view)
+    sharpened = dedupe.compare(copy, examined(name, "sharpen-soft").view)
+
+    assert same.jpeg_tested and blurred.jpeg_tested and sharpened.jpeg_tested
+    assert same.jpeg_mismatch < 0.25 < 0.45 < min(blurred.jpeg_mismatch, sharpened.jpeg_mismatch)
+    assert not decided(name, "resize-50", "blur-r1").same
+    assert not decided(name, "resize-50", "sharpen-soft").same
+    assert decided(name, "resize-50", "original").same
+
+
+def test_two_pictures_neither_a_jpeg_are_not_jpeg_tested():
+    comparison = dedupe.compare(examined("rocket", "original").stored_view(), examined("rocket", "blur-r1").view)
+    assert not comparison.jpeg_tested
+    assert comparison.jpeg_mismatch == 0
+
+
+@pytest.mark.parametrize("edit", ["brightness+10", "contrast+10", "saturation+30"])
+def test_a_tone_edit_of_a_drawing_with_a_few_colour_fills_is_a_different_picture(edit):
+    """White paper and black lines do not move under these edits; the colour fills do. Averaged over the
+    picture that is little, but there the 8 x 8 block means move more than any re-encoding moves them."""
+    stored = examined("drawing", "original").stored_view()
+    edited = dedupe.compare(stored, examined("drawing", edit).view)
+    copy = dedupe.compare(stored, examined("drawing", "jpeg-q30").view)
+
+    assert max(edited.local_luma / copy.local_luma, edited.local_chroma / copy.local_chroma) > 2
+    assert not decided("drawing", "original", edit).same
+    assert not decided("drawing", "jpeg-q50", edit).same
+
+
 @pytest.mark.parametrize("name", ["chelsea", "drawing"])
 @pytest.mark.parametrize("edited", ["mirror+resize-25", "blur-r2+jpeg-q70", "greyscale+webp-q75"])
 def test_an_edited_copy_re_encoded_is_the_same_picture_as_that_edit(name, edited):
@@ -324,13 +361,31 @@ def test_ingest_skips_a_re_encoded_copy_of_a_nearly_flat_picture(album):
     assert outcome.kind == "duplicate", outcome.message
 
 
-def test_ingest_verifies_against_the_stored_rendition_and_keeps_a_picture_it_cannot_verify(album):
+def test_a_stored_picture_that_fits_the_view_is_verified_by_its_own_original(album):
+    """A picture no larger than the verification rendition is compared by its original's pixels (no
+    second JPEG's noise on them), so its rendition is not even needed."""
     first = ingest(album, file("rocket", "original"), "3_1").picture
     default_storage.delete(first.renditions[dedupe.VERIFY_RENDITION]["key"])
 
-    outcome = ingest(album, file("rocket", "jpeg-q70"), "3_2")
+    assert ingest(album, file("rocket", "jpeg-q70"), "3_2").kind == "duplicate"
 
-    assert outcome.kind == "added"
+
+def test_ingest_keeps_a_picture_it_cannot_verify(album):
+    first = ingest(album, file("rocket", "original"), "3_1").picture
+    default_storage.delete(first.renditions[dedupe.VERIFY_RENDITION]["key"])
+    default_storage.delete(first.original_key)
+
+    assert ingest(album, file("rocket", "jpeg-q70"), "3_2").kind == "added"
+
+
+def test_a_larger_stored_picture_is_verified_against_its_rendition(album):
+    large = source("rocket").resize((1600, 1067), Image.Resampling.LANCZOS)
+    first = ingest(album, edits.render(large, "original"), "3_1").picture
+    assert ingest(album, edits.render(large, "jpeg-q70"), "3_2").kind == "duplicate"
+
+    default_storage.delete(first.renditions[dedupe.VERIFY_RENDITION]["key"])  # its original is not read
+
+    assert ingest(album, edits.render(large, "jpeg-q50"), "3_3").kind == "added"
 
 
 # --- The signature filter (SignatureIndex) ------------------------------------------------------
