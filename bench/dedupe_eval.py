@@ -392,10 +392,16 @@ Measure = Callable[[dedupe.Examined, dedupe.Examined], object]
 
 
 def measure_all(
-    measure: Measure, names: set[str] | None = None, half: str | None = None
+    measure: Measure, names: set[str] | None = None, half: str | None = None, *, reverse: bool = False
 ) -> tuple[LabelledSet, dict[Pair, object]]:
-    """``measure(stored, candidate)`` of every pair; per-image work (decode, signature, rendition) done
-    once per image, one source at a time (the originals are kept for the pairs across sources)."""
+    """``measure(stored, candidate)`` of every pair (``reverse``: its second picture stored first);
+    per-image work (decode, signature, rendition) done once per image, one source at a time (the
+    originals are kept for the pairs across sources)."""
+
+    def measured(examined: dict[str, dedupe.Examined], pair: Pair) -> object:
+        first, second = (pair.b, pair.a) if reverse else (pair.a, pair.b)
+        return measure(examined[first], examined[second])
+
     results: dict[Pair, object] = {}
     pairs: list[Pair] = []
     greyscale: list[str] = []
@@ -405,7 +411,7 @@ def measure_all(
     for source, own_files, own_pairs, is_grey in each_source(names, half):
         examined = {key: dedupe.examine(data) for key, data in own_files.items()}
         for pair in own_pairs:
-            results[pair] = measure(examined[pair.a], examined[pair.b])
+            results[pair] = measured(examined, pair)
         key = f"{source.name}/original"
         originals[key] = examined[key]
         originals[key].stored_view()
@@ -415,7 +421,7 @@ def measure_all(
         files += len(own_files)
         greyscale += [source.name] if is_grey else []
     for pair in cross_pairs(halves):
-        results[pair] = measure(originals[pair.a], originals[pair.b])
+        results[pair] = measured(originals, pair)
         pairs.append(pair)
     return LabelledSet(pairs, files, greyscale), results
 
@@ -489,13 +495,14 @@ def _detail_profile(signature: dedupe.Signature) -> list[float | None]:
     return [None if math.isnan(v) else round(float(v), 4) for v in values]
 
 
-def dump(path: Path, names: set[str] | None, half: str | None) -> None:
+def dump(path: Path, names: set[str] | None, half: str | None, *, reverse: bool = False) -> None:
     """Every pair's measures (signature distances; the comparison when a very loose filter passes),
     one JSON line each, to choose thresholds on the train half."""
-    _, results = measure_all(_measures, names, half)
+    _, results = measure_all(_measures, names, half, reverse=reverse)
     with path.open("w") as out:
         for pair, measured in results.items():
             row = {"a": pair.a, "b": pair.b, "kind": pair.kind, "duplicate": pair.duplicate, "half": pair.half}
+            row["stored"] = "b" if reverse else "a"
             out.write(json.dumps(row | measured) + "\n")
 
 
@@ -647,16 +654,21 @@ def main() -> None:
         "--fit", type=Path, nargs="+", help="fit the verification on the train half of --dump files (either half)"
     )
     parser.add_argument("--write-model", action="store_true", help="with --fit: write pictures/dedupe_model.json")
+    parser.add_argument(
+        "--reversed", action="store_true", help="store each pair's second picture first (ingest meets either order)"
+    )
     args = parser.parse_args()
     names = {"chelsea", "coffee", "text-page-1", "drawing-2"} if args.quick else None
     if args.fit:
         print(fit(args.fit, write=args.write_model))
         return
     if args.dump:
-        dump(args.dump, names, args.half)
+        dump(args.dump, names, args.half, reverse=args.reversed)
         return
     started = time.perf_counter()
-    labelled, decisions = measure_all(dedupe.decide, names, args.half)
+    labelled, decisions = measure_all(dedupe.decide, names, args.half, reverse=args.reversed)
+    if args.reversed:
+        print("Each pair's second picture stored first, its first arriving (--reversed).\n")
     print(report(labelled, decisions, time.perf_counter() - started))
 
 
