@@ -143,10 +143,10 @@ def verification_rows(rng: np.random.Generator) -> list[str]:
         large = source.convert("RGB").resize((2048, 1536), Image.Resampling.BICUBIC)
     jpeg = make_renditions(VerifiedImage(large, "PNG", 4000, 3000))[dedupe.VERIFY_RENDITION][0]
     reduced = large.resize((1200, 900), Image.Resampling.LANCZOS)
-    candidate = dedupe.candidate_view(VerifiedImage(reduced, "PNG", 1200, 900))
+    candidate = dedupe.view_of(VerifiedImage(reduced, "PNG", 1200, 900))
     copy = BytesIO()
     large.resize((1000, 750), Image.Resampling.LANCZOS).save(copy, "JPEG", quality=80)
-    jpeg_copy = dedupe.candidate_view(open_for_renditions(copy.getvalue(), max_pixels=50_000_000))
+    jpeg_copy = dedupe.view_of(open_for_renditions(copy.getvalue(), max_pixels=50_000_000))
     out = ["### Verifying a candidate that passes the filter (a 12 MP photo against a 1200 x 900 copy)\n"]
     out.append("| step | median ms | p99 ms | max ms | runs | note |")
     out.append("|---|---|---|---|---|---|")

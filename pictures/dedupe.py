@@ -425,6 +425,11 @@ class Comparison(NamedTuple):
     local_luma: float = 0.0
     local_chroma: float = 0.0
 
+    def keeps_shape(self) -> bool:
+        """The two pictures have the same proportions (ASPECT_LIMIT, plus 1.5 pixels of rounding at the
+        common scale): beyond it they are never the same picture, whatever the other measures say."""
+        return self.aspect <= ASPECT_LIMIT + 1.5 / max(self.side, 1)
+
 
 def _block_means(x: np.ndarray, size: int) -> np.ndarray:
     """Means of the size x size blocks that tile ``x`` (a ragged edge is left out). Summed one axis at a
@@ -452,6 +457,10 @@ def _laplacian(y: np.ndarray) -> np.ndarray:
     return 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
 
 
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x)))
+
+
 def _edge_detail(lap_s: np.ndarray, lap_c: np.ndarray) -> float:
     """Log ratio of the Laplacian RMS, candidate over stored, on the pixels where the two Laplacians are
     largest together (the same pixels for both, so swapping the pictures only changes the sign)."""
@@ -459,8 +468,7 @@ def _edge_detail(lap_s: np.ndarray, lap_c: np.ndarray) -> float:
     strength = np.abs(ls) + np.abs(lc)
     keep = max(1, int(strength.size * EDGE_SHARE))
     strongest = np.argpartition(strength, strength.size - keep)[-keep:]
-    s, c = ls[strongest], lc[strongest]
-    return float(np.log((np.sqrt(np.dot(c, c) / keep) + DETAIL_FLOOR) / (np.sqrt(np.dot(s, s) / keep) + DETAIL_FLOOR)))
+    return float(np.log((_rms(lc[strongest]) + DETAIL_FLOOR) / (_rms(ls[strongest]) + DETAIL_FLOOR)))
 
 
 def _coarse_gain(ys: np.ndarray, yc: np.ndarray) -> float:
@@ -498,13 +506,13 @@ def _dct_blocks(y: np.ndarray) -> np.ndarray:
     return down.reshape(h // 8, w // 8, 8, 8).transpose(0, 1, 3, 2)
 
 
-def _jpeg_consistency(jpeg: np.ndarray, table: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+def _jpeg_consistency(jpeg: np.ndarray, table: tuple[int, ...], other: np.ndarray) -> tuple[float, float]:
     """(mismatch, excess) of ``other``'s coefficients quantised with the JPEG's ``table``, against the
     JPEG's own coefficients (which its encoder quantised with that table)."""
     if min(jpeg.shape) < 8:
         return 0.0, 0.0
     own, theirs = _dct_blocks(jpeg), _dct_blocks(other)
-    steps = table.reshape(8, 8).astype(np.float32)
+    steps = np.asarray(table, np.float32).reshape(8, 8)
     mine, quantised = np.round(own / steps), np.round(theirs / steps)
     nonzero = (mine != 0) | (quantised != 0)
     mismatch = float(np.mean(mine[nonzero] != quantised[nonzero])) if nonzero.any() else 0.0
@@ -519,10 +527,6 @@ def _local_difference(stored: np.ndarray, candidate: np.ndarray) -> float:
     size = max(1, min(LOCAL_BLOCK, *stored.shape))
     d = _block_means(candidate - stored, size)
     return float(np.percentile(np.abs(d - np.median(d)), 99))
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x * x)))
 
 
 def _edit_model(ys: np.ndarray, yc: np.ndarray, lap_s: np.ndarray) -> tuple[float, ...]:
@@ -582,9 +586,9 @@ class View(NamedTuple):
     luma_table: tuple[int, ...] | None = None
 
 
-def compare(stored_view: View, candidate_view: View) -> Comparison:
+def compare(stored_view: View, arriving_view: View) -> Comparison:
     """Compare two decoded pictures at a common scale: the larger reduced to the smaller's size."""
-    stored, candidate = stored_view.image.convert("RGB"), candidate_view.image.convert("RGB")
+    stored, candidate = stored_view.image.convert("RGB"), arriving_view.image.convert("RGB")
     small, large = sorted((stored, candidate), key=lambda image: image.width * image.height)
     scale_x, scale_y = small.width / large.width, small.height / large.height
     aspect = abs(scale_x - scale_y) / max(scale_x, scale_y)
@@ -613,11 +617,11 @@ def compare(stored_view: View, candidate_view: View) -> Comparison:
         offset, gain, sharpening, residual, coarse, luma_sd, laplacian = (0.0,) * 7
     # The JPEG test needs a JPEG at its own size: the smaller picture (never resampled), or either one
     # when both are the same size (then the more consistent of the two).
-    tested = []
-    for view, own, other in ((stored_view, luma_s, luma_c), (candidate_view, luma_c, luma_s)):
-        at_own_size = (view is stored_view) == (small is stored) or stored.size == candidate.size
-        if view.luma_table is not None and at_own_size:
-            tested.append(_jpeg_consistency(own, np.array(view.luma_table, np.float64), other))
+    tested = [
+        _jpeg_consistency(own, view.luma_table, other)
+        for view, own, other in ((stored_view, luma_s, luma_c), (arriving_view, luma_c, luma_s))
+        if view.luma_table is not None and view.image.size == small.size
+    ]
     mismatch, excess = min(tested) if tested else (0.0, 0.0)
     return Comparison(
         aspect=aspect,
@@ -749,7 +753,7 @@ def _model() -> tuple[Tree, ...]:
     return tuple(model["trees"])
 
 
-def tree_value(tree: Tree, x: np.ndarray) -> float:
+def _tree_value(tree: Tree, x: np.ndarray) -> float:
     while isinstance(tree, list):
         tree = tree[2] if x[tree[0]] <= tree[1] else tree[3]
     return tree
@@ -758,11 +762,11 @@ def tree_value(tree: Tree, x: np.ndarray) -> float:
 def verification_score(d: Distances, c: Comparison) -> float:
     """The trees' summed log-odds that the two pictures are the same."""
     x = verification_features(d, c)
-    return float(sum(tree_value(tree, x) for tree in _model()))
+    return float(sum(_tree_value(tree, x) for tree in _model()))
 
 
 def _is_same(d: Distances, c: Comparison) -> bool:
-    return c.aspect <= ASPECT_LIMIT + 1.5 / max(c.side, 1) and verification_score(d, c) >= VERIFY_SCORE_MIN
+    return c.keeps_shape() and verification_score(d, c) >= VERIFY_SCORE_MIN
 
 
 class Decision(NamedTuple):
@@ -800,7 +804,7 @@ class Examined:
     def view(self) -> View:
         """The picture as it is verified when it arrives (made only when a stored picture passes the filter)."""
         if self._view is None:
-            self._view = candidate_view(self._image())
+            self._view = view_of(self._image())
         return self._view
 
     def _image(self) -> VerifiedImage:
@@ -831,13 +835,13 @@ def fits_view(width: int, height: int) -> bool:
     return width <= spec.width and height <= spec.height
 
 
-def candidate_view(verified: VerifiedImage) -> View:
-    """A picture reduced to fit the verification rendition (nothing compares at a larger scale); a JPEG
-    that already fits keeps its quantisation table."""
+def view_of(verified: VerifiedImage) -> View:
+    """How verification sees a picture, stored or arriving: reduced to fit the verification rendition
+    (nothing compares at a larger scale); one that already fits keeps its JPEG table, if it has one
+    (VerifiedImage.luma_table is only set for a JPEG's own pixels)."""
     image = verified.image
     if fits_view(image.width, image.height):
-        own = verified.luma_table is not None and image.size == (verified.width, verified.height)
-        return View(image, verified.luma_table if own else None)
+        return View(image, verified.luma_table)
     return View(render(image, RENDITIONS[VERIFY_RENDITION]))
 
 

@@ -35,10 +35,10 @@ from pictures.dedupe import (
     Examined,
     SignatureIndex,
     View,
-    candidate_view,
     decode_view,
     find_duplicate,
     fits_view,
+    view_of,
 )
 from pictures.models import Picture
 from pictures.storage import (  # noqa: F401  (StorageUnavailable: re-exported)
@@ -90,7 +90,7 @@ def stored_view(picture_id: int) -> View | None:
     renditions, key, width, height = row
     if fits_view(width, height) and (data := read_file(key)):
         try:
-            return candidate_view(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
+            return view_of(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
         except ImageRejected:
             pass  # stored before a stricter check: its rendition still says what it looks like
     rendition = (renditions or {}).get(VERIFY_RENDITION)
