@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.dedupe_eval --quick      # a few sources only (a smoke run)
     .venv/bin/python -m bench.dedupe_eval --dump F     # every pair's measures, to fit on (--fit F)
     .venv/bin/python -m bench.dedupe_eval --fit TRAIN TEST [--write-model]   # fit on TRAIN's train half
+    .venv/bin/python -m bench.dedupe_eval --visibility   # how far small edits move a picture at a copy's scale
 
 The sources: the nine photos of tweets/sample_data/photos/ (public domain or CC0, see SOURCES.md there)
 plus pictures generated here (CC0, made by this file with a fixed seed): text pages, greyscale scans,
@@ -644,6 +645,64 @@ def fit(paths: list[Path], *, write: bool) -> str:
     return "\n".join(out + _table(rows, today))
 
 
+# --- How far an edit moves a picture at a copy's scale ------------------------------------------------
+
+# Edits that change detail or tone a little: the ones merged with small copies (docs/dedupe.md).
+VISIBILITY_EDITS = [
+    "blur-r1",
+    "blur-r2",
+    "blur-r3",
+    "sharpen-soft",
+    "sharpen-r2",
+    "brightness+10",
+    "contrast+10",
+    "gamma-0.8",
+    "saturation+30",
+]
+VISIBILITY_SCALES = (0.5, 0.25, 0.12)
+
+
+def _rms_between(a: Image.Image, b: Image.Image) -> float:
+    d = np.asarray(a.convert("RGB"), np.float64) - np.asarray(b.convert("RGB"), np.float64)
+    return float(np.sqrt(np.mean(d * d)))
+
+
+def visibility(names: set[str] | None = None) -> str:
+    """For each copy scale and each small edit, over every source: how far the edit moves the picture at
+    that scale (the edited original scaled as the copy was, against the original scaled alike: RGB RMS,
+    levels), as a share of how far the copy's own recompression moves it (JPEG q85 of the scaled original
+    against it). Under 1, a copy of the edit and the copy itself differ by less than the platform's
+    re-encoding of either: the pair is labelled distinct, but the pixels at that scale do not say so."""
+    ratios: dict[tuple[float, str], list[float]] = defaultdict(list)
+    count = 0
+    for source in sources():
+        if names is not None and source.name not in names:
+            continue
+        image = source.make()
+        count += 1
+        unchanged = edits.unchanged_edits(image, VISIBILITY_EDITS)
+        edited = {name: edits.EDITS[name].apply(image) for name in VISIBILITY_EDITS if name not in unchanged}
+        for factor in VISIBILITY_SCALES:
+            copy = edits.scaled(image, factor)
+            noise = _rms_between(edits.decode(edits.encode(copy, "JPEG", quality=edits.RESIZE_QUALITY)), copy)
+            for name, picture in edited.items():
+                ratios[(factor, name)].append(_rms_between(edits.scaled(picture, factor), copy) / max(noise, 1e-6))
+    out = [
+        f"{count} sources. The edit's change at the copy's scale, over the change the copy's own re-encoding"
+        f" (JPEG q{edits.RESIZE_QUALITY}) makes:",
+        "",
+        "| copy | edit | sources | under 1 | median | smallest | largest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (factor, name), values in ratios.items():
+        values.sort()
+        out.append(
+            f"| resize-{round(factor * 100)} | {name} | {len(values)} | {sum(v < 1 for v in values)} "
+            f"| {values[len(values) // 2]:.2f} | {values[0]:.2f} | {values[-1]:.2f} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "everhash.settings")  # the image limits ingest applies
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -657,10 +716,16 @@ def main() -> None:
     parser.add_argument(
         "--reversed", action="store_true", help="store each pair's second picture first (ingest meets either order)"
     )
+    parser.add_argument(
+        "--visibility", action="store_true", help="how far small edits move each source at the copies' scales"
+    )
     args = parser.parse_args()
     names = {"chelsea", "coffee", "text-page-1", "drawing-2"} if args.quick else None
     if args.fit:
         print(fit(args.fit, write=args.write_model))
+        return
+    if args.visibility:
+        print(visibility(names))
         return
     if args.dump:
         dump(args.dump, names, args.half, reverse=args.reversed)

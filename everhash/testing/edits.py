@@ -59,12 +59,20 @@ def _encoding(name: str, fmt: str, **options: object) -> Edit:
     return _file_step(name, lambda im: encode(im, fmt, **options))
 
 
+def scaled(image: Image.Image, factor: float) -> Image.Image:
+    """A platform's resize before it recompresses: Lanczos, to the size rounded to whole pixels."""
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+RESIZE_QUALITY = 85
+
+
 def _resize(name: str, factor: float) -> Edit:
     """What a platform does to an upload: scale down (Lanczos), then recompress as JPEG q85."""
 
     def to_bytes(image: Image.Image) -> bytes:
-        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-        return encode(image.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=85)
+        return encode(scaled(image, factor), "JPEG", quality=RESIZE_QUALITY)
 
     return _file_step(name, to_bytes)
 
