@@ -18,8 +18,9 @@ original vs each copy and each edit; every copy vs every other copy; each edit v
 edit re-encoded vs that edit (a duplicate) and vs other edits; every two sources in the same half.
 
 The split: sources alternate between a "train" half (where the thresholds of pictures/dedupe.py were
-chosen) and a "test" half (reported, never tuned on); each kind of generated picture has one
-instance in each half. Every pair is decided by the very code ingest runs (`same_picture` does the
+chosen) and a "test" half (reported, never tuned on); each kind of generated picture has two
+instances in each half, and three more in the train half only (more to fit on; the test half stays
+the one of the earlier rounds). Every pair is decided by the very code ingest runs (`same_picture` does the
 same steps on bytes; this file only caches the per-image work).
 """
 
@@ -267,6 +268,9 @@ GENERATORS: dict[str, tuple[Callable[..., Image.Image], dict]] = {
 # Two instances of each kind, one per half: (seed, size). Stereo views share a seed (one scene).
 INSTANCES = [(1, (800, 1000)), (2, (1100, 800))]
 SMALL_INSTANCES = [(3, (420, 300)), (4, (300, 400))]
+# Three more of each kind in the train half only: more shapes and sizes to fit on, while the test half
+# (and the figures reported on it) stays the one of the earlier rounds.
+TRAIN_ONLY_INSTANCES = [(5, (640, 480)), (6, (360, 360)), (7, (1400, 1000))]
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,11 @@ class Source:
     name: str
     half: str  # "train" or "test"
     make: Callable[[], Image.Image]
+
+
+def _generated(kind: str, seed: int, size: tuple[int, int], half: str) -> Source:
+    make, options = GENERATORS[kind]
+    return Source(f"{kind}-{seed}", half, lambda: make(np.random.default_rng(seed), size, **options))
 
 
 def sources() -> list[Source]:
@@ -289,21 +298,14 @@ def sources() -> list[Source]:
 
         found.append(Source(path.stem, "train" if i % 2 == 0 else "test", load))
     makers = list(dict.fromkeys(make for make, _ in GENERATORS.values()))  # the two stereo views: one
-    for kind, (make, options) in GENERATORS.items():
+    for kind in GENERATORS:
+        make = GENERATORS[kind][0]
         for j, (seed, size) in enumerate([*INSTANCES, *SMALL_INSTANCES]):
             # Alternating the other way for every other kind, so that each half holds pictures larger
             # than the verification box (1100 x 800: verified reduced) and pictures within it; the two
             # views of a stereo scene stay in the same half.
-            half = "train" if (j + makers.index(make)) % 2 == 0 else "test"
-            found.append(
-                Source(
-                    f"{kind}-{seed}",
-                    half,
-                    lambda make=make, seed=seed, size=size, options=options: make(
-                        np.random.default_rng(seed), size, **options
-                    ),
-                )
-            )
+            found.append(_generated(kind, seed, size, "train" if (j + makers.index(make)) % 2 == 0 else "test"))
+        found += [_generated(kind, seed, size, "train") for seed, size in TRAIN_ONLY_INSTANCES]
     return found
 
 

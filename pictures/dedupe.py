@@ -653,7 +653,7 @@ def compare(stored_view: View, arriving_view: View) -> Comparison:
 # dedupe_model.json next to this file. The score is the trees' summed log-odds; a candidate is the same
 # picture when it is at least VERIFY_SCORE_MIN, chosen by cross-validation inside the train half.
 ASPECT_LIMIT = 0.01  # plus 1.5 pixels of rounding at the common scale; beyond it, never the same
-VERIFY_SCORE_MIN = -0.5
+VERIFY_SCORE_MIN = 0.0
 MODEL_PATH = Path(__file__).with_name("dedupe_model.json")
 
 # The trees' inputs, in order (the model file names them, so a model fitted on other inputs is refused).
