@@ -669,19 +669,18 @@ def _rms_between(a: Image.Image, b: Image.Image) -> float:
     return float(np.sqrt(np.mean(d * d)))
 
 
-def visibility(names: set[str] | None = None) -> str:
-    """For each copy scale and each small edit, over every source: how far the edit moves the picture at
-    that scale (the edited original scaled as the copy was, against the original scaled alike: RGB RMS,
-    levels), as a share of how far the copy's own recompression moves it (JPEG q85 of the scaled original
-    against it). Under 1, a copy of the edit and the copy itself differ by less than the platform's
-    re-encoding of either: the pair is labelled distinct, but the pixels at that scale do not say so."""
+def visibility_ratios(names: set[str] | None = None) -> dict[tuple[float, str], list[float]]:
+    """For each copy scale and each small edit, over every source (or those named): how far the edit
+    moves the picture at that scale (the edited original scaled as the copy was, against the original
+    scaled alike: RGB RMS, levels), as a share of how far the copy's own recompression moves it (JPEG
+    q85 of the scaled original against it). Under 1, a copy of the edit and the copy itself differ by
+    less than the platform's re-encoding of either: the pair is labelled distinct, but the pixels at
+    that scale do not say so. Edits that change nothing on a source are left out."""
     ratios: dict[tuple[float, str], list[float]] = defaultdict(list)
-    count = 0
     for source in sources():
         if names is not None and source.name not in names:
             continue
         image = source.make()
-        count += 1
         unchanged = edits.unchanged_edits(image, VISIBILITY_EDITS)
         edited = {name: edits.EDITS[name].apply(image) for name in VISIBILITY_EDITS if name not in unchanged}
         for factor in VISIBILITY_SCALES:
@@ -689,6 +688,13 @@ def visibility(names: set[str] | None = None) -> str:
             noise = _rms_between(edits.decode(edits.encode(copy, "JPEG", quality=edits.RESIZE_QUALITY)), copy)
             for name, picture in edited.items():
                 ratios[(factor, name)].append(_rms_between(edits.scaled(picture, factor), copy) / max(noise, 1e-6))
+    return ratios
+
+
+def visibility(names: set[str] | None = None) -> str:
+    """visibility_ratios() as a markdown table (docs/dedupe.md, "What the pixels of a small copy can show")."""
+    ratios = visibility_ratios(names)
+    count = sum(1 for source in sources() if names is None or source.name in names)
     out = [
         f"{count} sources. The edit's change at the copy's scale, over the change the copy's own re-encoding"
         f" (JPEG q{edits.RESIZE_QUALITY}) makes:",

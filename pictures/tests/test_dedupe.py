@@ -16,7 +16,7 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from bench.dedupe_eval import PHOTOS_DIR, drawing, low_detail, text_page
+from bench.dedupe_eval import PHOTOS_DIR, drawing, low_detail, text_page, visibility_ratios
 from everhash.lib.images import ImageRejected
 from everhash.testing import edits
 from pictures import dedupe
@@ -505,3 +505,14 @@ def test_a_signature_fits_the_picture_columns():
 
     assert len(sig.histogram) <= Picture._meta.get_field("histogram").max_length
     assert len(sig.structure_hash) <= Picture._meta.get_field("structure_hash").max_length
+
+
+def test_a_slight_blur_moves_a_12_percent_copy_less_than_the_copys_own_recompression():
+    """Why the merges left are mostly edits against 12% copies (docs/dedupe.md, "What the pixels of a small
+    copy can show"): there, a radius-1 blur of the original changes the copy's pixels less than the
+    platform's JPEG q85 of that copy does, while at 50% a radius-3 blur stands well out of it."""
+    ratios = visibility_ratios({"chelsea", "coffee", "text-page-1"})
+
+    assert len(ratios[0.12, "blur-r1"]) == 3
+    assert max(ratios[0.12, "blur-r1"]) < 0.6
+    assert min(ratios[0.5, "blur-r3"]) > 1
