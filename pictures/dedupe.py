@@ -96,12 +96,12 @@ class Distances(NamedTuple):
 
     def passes_filter(self) -> bool:
         return (
-            self.histogram_rms <= colour_limit(self.structure, flat=self.flat)
+            self.histogram_rms <= _colour_limit(self.structure, flat=self.flat)
             and self.detail <= DETAIL_DISTANCE_THRESHOLD
         )
 
 
-def colour_limit(structure: int | np.ndarray, *, flat: bool | np.ndarray) -> float | np.ndarray:
+def _colour_limit(structure: int | np.ndarray, *, flat: bool | np.ndarray) -> float | np.ndarray:
     """The colour RMS the filter allows: HISTOGRAM_RMS_THRESHOLD when the structure is close, the
     stricter FLAT_HISTOGRAM_RMS_THRESHOLD when only both being flat lets the pair through, and -1
     (nothing passes) otherwise."""
@@ -337,7 +337,7 @@ class SignatureIndex:
         for start in range(0, near.size, self.BLOCK):
             rows = near[start : start + self.BLOCK]
             colour_distances = _colour_distances(self._colours[rows], colour)
-            keep = colour_distances <= colour_limit(structure[rows], flat=flat & self._flat[rows])
+            keep = colour_distances <= _colour_limit(structure[rows], flat=flat & self._flat[rows])
             rows, colour_distances = rows[keep], colour_distances[keep]
             detail_distances = _detail_distances(self._details[rows], detail)
             keep = detail_distances <= DETAIL_DISTANCE_THRESHOLD
