@@ -609,7 +609,7 @@ def fit(paths: list[Path], *, write: bool) -> str:
     measured = [_row_measures(r) for r in rows]
 
     def considered(d: dedupe.Distances, c: dedupe.Comparison | None) -> bool:
-        return c is not None and d.passes_filter() and c.keeps_shape()
+        return c is not None and d.passes_filter() and c.may_be_same()
 
     kept = [i for i, (d, c) in enumerate(measured) if considered(d, c)]
     x_all = np.array([dedupe.verification_features(*measured[i]) for i in kept])

@@ -437,11 +437,24 @@ class Comparison(NamedTuple):
     # (the colour fills of a drawing, a bright area clipped) moves them there, whatever the average says.
     local_luma: float = 0.0
     local_chroma: float = 0.0
+    # When both pictures are lossless files (PNG) of the same size: the share of their pixel values that
+    # differ by more than one level (moved_share). A lossless copy keeps every pixel, so any more than
+    # UNCHANGED_SHARE is an edit, however slight; None for every other pair.
+    lossless_moved: float | None = None
 
     def keeps_shape(self) -> bool:
         """The two pictures have the same proportions (ASPECT_LIMIT, plus 1.5 pixels of rounding at the
         common scale): beyond it they are never the same picture, whatever the other measures say."""
         return self.aspect <= ASPECT_LIMIT + 1.5 / max(self.side, 1)
+
+    def keeps_pixels(self) -> bool:
+        """Two lossless files of one size have the same pixels, to within UNCHANGED_SHARE (no score
+        overrides this); every other pair is left to the score."""
+        return self.lossless_moved is None or self.lossless_moved <= UNCHANGED_SHARE
+
+    def may_be_same(self) -> bool:
+        """The hard limits, before any score: the same shape, and the same pixels for two lossless files."""
+        return self.keeps_shape() and self.keeps_pixels()
 
 
 def _block_means(x: np.ndarray, size: int) -> np.ndarray:
@@ -592,16 +605,33 @@ def _ycbcr(image: Image.Image) -> np.ndarray:
 
 
 class View(NamedTuple):
-    """A picture as verification sees it: pixels, and the JPEG luma quantisation table when the pixels
-    are a JPEG's own, at its own size (see VerifiedImage.luma_table)."""
+    """A picture as verification sees it: pixels, the JPEG luma quantisation table when the pixels are
+    a JPEG's own, at its own size (see VerifiedImage.luma_table), and whether they are a lossless file's
+    own pixels (VerifiedImage.lossless)."""
 
     image: Image.Image
     luma_table: tuple[int, ...] | None = None
+    lossless: bool = False
+
+
+# A picture is unaltered when at most this share of its 8-bit values moves by more than one level (the
+# rounding of one step): the product's "without alteration", read by the pixels. Two lossless files of
+# one size are the same picture only within it (Comparison.keeps_pixels); the labelled set's rule for
+# an edit that changes nothing (everhash/testing/edits.py, unchanged_edits) is this one.
+UNCHANGED_SHARE = 0.001
+
+
+def moved_share(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of the values of two 8-bit pixel arrays of one shape that differ by more than one level."""
+    return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16)) > 1))
 
 
 def compare(stored_view: View, arriving_view: View) -> Comparison:
     """Compare two decoded pictures at a common scale: the larger reduced to the smaller's size."""
     stored, candidate = stored_view.image.convert("RGB"), arriving_view.image.convert("RGB")
+    lossless_moved = None
+    if stored_view.lossless and arriving_view.lossless and stored.size == candidate.size:
+        lossless_moved = moved_share(np.asarray(stored), np.asarray(candidate))
     small, large = sorted((stored, candidate), key=lambda image: image.width * image.height)
     scale_x, scale_y = small.width / large.width, small.height / large.height
     aspect = abs(scale_x - scale_y) / max(scale_x, scale_y)
@@ -658,6 +688,7 @@ def compare(stored_view: View, arriving_view: View) -> Comparison:
         jpeg_excess=excess,
         local_luma=_local_difference(luma_s, luma_c),
         local_chroma=max(_local_difference(ys[..., k], yc[..., k]) for k in (1, 2)),
+        lossless_moved=lossless_moved,
     )
 
 
@@ -779,7 +810,7 @@ def verification_score(d: Distances, c: Comparison) -> float:
 
 
 def _is_same(d: Distances, c: Comparison) -> bool:
-    return c.keeps_shape() and verification_score(d, c) >= VERIFY_SCORE_MIN
+    return c.may_be_same() and verification_score(d, c) >= VERIFY_SCORE_MIN
 
 
 class Decision(NamedTuple):
@@ -854,7 +885,7 @@ def view_of(verified: VerifiedImage) -> View:
     (VerifiedImage.luma_table is only set for a JPEG's own pixels)."""
     image = verified.image
     if fits_view(image.width, image.height):
-        return View(image, verified.luma_table)
+        return View(image, verified.luma_table, verified.lossless)
     return View(render(image, RENDITIONS[VERIFY_RENDITION]))
 
 

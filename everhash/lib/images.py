@@ -75,6 +75,9 @@ class VerifiedImage:
     # decoded pixels (its own size, no orientation turn, Y'CbCr or greyscale): dedupe tests whether
     # another picture quantises to the same coefficients (pictures/dedupe.py).
     luma_table: tuple[int, ...] | None = None
+    # Whether ``image`` is a lossless file's own pixels (a PNG at its own size, turned upright at most):
+    # two such pictures of one size are the same picture only with the same pixels (pictures/dedupe.py).
+    lossless: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,17 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
             image = _to_rgb(opened)
             image = _vips_resize(image, target) if image.size != target else image.copy()
     if method is not None:
-        image = image.transpose(method)
+        image = image.transpose(method)  # a turn or a mirror moves pixels without changing them
     image.info.clear()
-    return VerifiedImage(image=image, format=image_format, width=upright[0], height=upright[1], luma_table=table)
+    lossless = image_format == "PNG" and target == stored_size
+    return VerifiedImage(
+        image=image,
+        format=image_format,
+        width=upright[0],
+        height=upright[1],
+        luma_table=table,
+        lossless=lossless,
+    )
 
 
 def _luma_table(image: Image.Image) -> tuple[int, ...] | None:

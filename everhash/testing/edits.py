@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from pictures.dedupe import UNCHANGED_SHARE, moved_share
 from tweets.sample import OPS as SAMPLE_OPS
 
 
@@ -177,23 +178,19 @@ def changes(chain: str, *, greyscale: bool = False, unchanged: Collection[str] =
     ]
 
 
-# An edit leaves a photo as it was when at most this share of its pixel values moves by more than one
-# level (the rounding of one 8-bit step): a blur of a smooth gradient, greyscale of a grey picture.
-UNCHANGED_SHARE = 0.001
-
-
 def unchanged_edits(image: Image.Image, names: Iterable[str]) -> frozenset[str]:
     """The edits among ``names`` that do not alter ``image``: the product's duplicate is "the same photo
-    without alteration", so an edit whose result has the original's pixels (to within rounding) makes
-    no different photo. Edits that change the size are never unchanged."""
-    original = np.asarray(_rgb(image), np.int16)
+    without alteration", so an edit whose result has the original's pixels (to within rounding:
+    pictures.dedupe.UNCHANGED_SHARE, the rule ingest applies to two lossless files) makes no different
+    photo, e.g. a blur of a smooth gradient, greyscale of a grey picture. Edits that change the size are
+    never unchanged."""
+    original = np.asarray(_rgb(image))
     found = set()
     for name in names:
         edited = EDITS[name].apply(image)
         if edited.size != image.size:
             continue
-        moved = np.abs(np.asarray(_rgb(edited), np.int16) - original) > 1
-        if moved.mean() <= UNCHANGED_SHARE:
+        if moved_share(np.asarray(_rgb(edited)), original) <= UNCHANGED_SHARE:
             found.add(name)
     return frozenset(found)
 

@@ -401,3 +401,27 @@ def test_a_jpeg_at_its_own_size_carries_its_luma_quantisation_table():
 )
 def test_other_pictures_carry_no_table_as_their_pixels_are_not_the_jpegs_blocks(data):
     assert open_for_renditions(data, max_pixels=LIMIT).luma_table is None
+
+
+# Whether the pixels are a lossless file's own (dedupe's rule for two lossless files) -------------
+
+
+def _turned_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    return exif
+
+
+@pytest.mark.parametrize(
+    ("data", "lossless"),
+    [
+        pytest.param(encode(bands(300, 200), "PNG"), True, id="png"),
+        pytest.param(encode(bands(300, 200).convert("L"), "PNG"), True, id="greyscale-png"),
+        pytest.param(encode(bands(300, 200), "PNG", exif=_turned_exif()), True, id="png-turned-upright"),
+        pytest.param(encode(bands(3000, 2000), "PNG"), False, id="png-reduced"),
+        pytest.param(encode(bands(300, 200), "JPEG", quality=95), False, id="jpeg"),
+        pytest.param(encode(bands(300, 200), "WEBP", quality=90), False, id="webp"),
+    ],
+)
+def test_a_png_at_its_own_size_is_marked_lossless(data, lossless):
+    assert open_for_renditions(data, max_pixels=LIMIT).lossless is lossless

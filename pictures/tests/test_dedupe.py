@@ -230,6 +230,50 @@ def test_a_tone_edit_of_a_drawing_with_a_few_colour_fills_is_a_different_picture
     assert not decided("drawing", "jpeg-q50", edit).same
 
 
+def _retouched(image: Image.Image, share: float, levels: int = -5) -> Image.Image:
+    """``image`` with a square patch of about ``share`` of its pixels moved by ``levels`` (darker)."""
+    side = max(1, round((share * image.width * image.height) ** 0.5))
+    pixels = np.asarray(image.convert("RGB"), np.int16).copy()
+    pixels[:side, :side] = np.clip(pixels[:side, :side] + levels, 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def test_two_png_files_of_one_size_are_the_same_picture_only_with_the_same_pixels():
+    """A lossless copy keeps every pixel: between two PNGs of one size, an edit of 1% of the picture
+    (a patch darkened by 5 levels, which the score alone takes for a copy) is a different picture, a
+    pixel's difference is not."""
+    original = source("drawing")
+    stored = examine(edits.encode(original, "PNG")).stored_view()
+    assert stored.lossless
+
+    edited = dedupe.compare(stored, examine(edits.encode(_retouched(original, 0.01), "PNG")).view)
+    assert edited.lossless_moved == pytest.approx(0.01, rel=0.1)
+    assert not edited.keeps_pixels() and not edited.may_be_same()
+    assert not same_picture(edits.encode(original, "PNG"), edits.encode(_retouched(original, 0.01), "PNG"))
+
+    one_pixel = _retouched(original, 1 / (original.width * original.height))
+    assert same_picture(edits.encode(original, "PNG"), edits.encode(one_pixel, "PNG"))
+    assert same_picture(edits.encode(original, "PNG"), edits.encode(original, "PNG", compress_level=1))
+
+
+def test_the_lossless_rule_leaves_a_jpeg_or_a_resized_png_to_the_score():
+    original = edits.encode(source("drawing"), "PNG")
+    for chain in ("jpeg-q95", "resize-50+png"):
+        arriving = examine(file("drawing", chain)).view
+        assert dedupe.compare(examine(original).stored_view(), arriving).lossless_moved is None
+        assert same_picture(original, file("drawing", chain)), chain
+
+
+def test_ingest_keeps_a_png_whose_pixels_differ_from_a_stored_png_of_its_size(album):
+    """The stored original is read back from the storage, so ingest applies the same rule."""
+    original = source("drawing")
+    assert ingest(album, edits.encode(original, "PNG"), "3_1").kind == "added"
+
+    assert ingest(album, edits.encode(_retouched(original, 0.01), "PNG"), "3_2").kind == "added"
+    outcome = ingest(album, edits.encode(original, "PNG", compress_level=1), "3_3")
+    assert outcome.kind == "duplicate", outcome.message
+
+
 @pytest.mark.parametrize("name", ["chelsea", "rocket", "drawing"])
 @pytest.mark.parametrize(
     ("a", "b", "same"),
