@@ -828,6 +828,7 @@ class Decision(NamedTuple):
             parts.append(
                 f"verify at {c.side} px: aspect {c.aspect:.4f}, ssim {c.ssim:.3f}, tone {c.tone:.2f},"
                 f" chroma {c.chroma:.2f}, detail {c.detail:+.3f}"
+                + (f", two PNGs: {c.lossless_moved:.2%} of the values moved" if c.lossless_moved is not None else "")
             )
         return "; ".join(parts) or "same bytes"
 
