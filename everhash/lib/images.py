@@ -78,6 +78,9 @@ class VerifiedImage:
     # Whether ``image`` is a lossless file's own pixels (a PNG at its own size, turned upright at most):
     # two such pictures of one size are the same picture only with the same pixels (pictures/dedupe.py).
     lossless: bool = False
+    # The file's bytes when ``luma_table`` is set (a JPEG's own pixels): dedupe reads the JPEG's own Y
+    # plane from them (jpeg_luma), only when it compares that JPEG with a lossless picture of its size.
+    jpeg: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,21 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
         height=upright[1],
         luma_table=table,
         lossless=lossless,
+        jpeg=data if table is not None else None,
     )
+
+
+def jpeg_luma(data: bytes) -> Image.Image | None:
+    """The Y plane of a JPEG (bytes whose VerifiedImage has a luma_table) as its decoder outputs it,
+    before any conversion to RGB, so saturated colours are not clipped; None when the decoder cannot give
+    it (a JPEG that is not Y'CbCr or greyscale)."""
+    with Image.open(BytesIO(data), formats=("JPEG", "MPO")) as opened:
+        if opened.mode == "RGB":
+            opened.draft("YCbCr", opened.size)  # the decoder's own planes, at full size
+        if opened.mode not in ("YCbCr", "L"):
+            return None
+        opened.load()
+        return opened.getchannel(0) if opened.mode == "YCbCr" else opened.copy()
 
 
 def _luma_table(image: Image.Image) -> tuple[int, ...] | None:

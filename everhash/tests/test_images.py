@@ -7,6 +7,7 @@ import warnings
 import zlib
 from io import BytesIO
 
+import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageFile, ImageStat, PngImagePlugin
 
@@ -425,3 +426,30 @@ def _turned_exif() -> Image.Exif:
 )
 def test_a_png_at_its_own_size_is_marked_lossless(data, lossless):
     assert open_for_renditions(data, max_pixels=LIMIT).lossless is lossless
+
+
+def test_a_jpeg_at_its_own_size_keeps_its_bytes_for_its_own_luma_plane():
+    data = encode(bands(300, 200), "JPEG", quality=70)
+    verified = open_for_renditions(data, max_pixels=LIMIT)
+    assert verified.jpeg is data
+
+    luma = images.jpeg_luma(data)
+    assert luma.mode == "L" and luma.size == (300, 200)
+    # The same picture as the Y of the decoded RGB (which clips saturated colours, so not equal).
+    through_rgb = np.asarray(verified.image.convert("YCbCr"), np.float32)[..., 0]
+    assert np.mean(np.abs(np.asarray(luma, np.float32) - through_rgb)) < 2
+
+    grey = encode(bands(300, 200).convert("L"), "JPEG", quality=70)
+    with Image.open(BytesIO(grey)) as opened:
+        assert np.array_equal(np.asarray(images.jpeg_luma(grey)), np.asarray(opened))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(encode(bands(300, 200), "PNG"), id="png"),
+        pytest.param(encode(bands(3000, 2000), "JPEG", quality=50), id="reduced-on-decoding"),
+    ],
+)
+def test_other_pictures_keep_no_jpeg_bytes(data):
+    assert open_for_renditions(data, max_pixels=LIMIT).jpeg is None

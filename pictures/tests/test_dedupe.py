@@ -274,6 +274,39 @@ def test_the_lossless_rule_leaves_a_jpeg_or_a_resized_png_to_the_score():
         assert same_picture(original, file("drawing", chain)), chain
 
 
+@pytest.mark.parametrize("stored_first", [True, False])
+def test_a_jpeg_of_a_png_keeps_its_block_means_and_a_slight_edit_does_not(stored_first):
+    """A JPEG made from a lossless picture of its size keeps every 8 x 8 block mean to within its DC
+    quantisation: 1% of a photo darkened by 5 levels (which the score alone takes for a copy) is a
+    different picture whichever arrives first; the JPEG copies are the same picture."""
+    original = source("chelsea")
+    jpeg, edited = edits.encode(original, "JPEG", quality=50), edits.encode(_retouched(original, 0.01), "PNG")
+    first, second = (jpeg, edited) if stored_first else (edited, jpeg)
+
+    decision = decide(examine(first), examine(second))
+    assert decision.comparison.jpeg_block_moved > dedupe.JPEG_BLOCK_LIMIT
+    assert not decision.same
+    assert "PNG vs JPEG: a block mean" in decision.describe()
+
+    for quality in (95, 50, 30):
+        copy = decide(examine(edits.encode(original, "PNG")), examine(edits.encode(original, "JPEG", quality=quality)))
+        assert copy.comparison.jpeg_block_moved <= dedupe.JPEG_BLOCK_LIMIT
+        assert copy.same, quality
+
+
+def test_the_block_means_rule_leaves_out_blocks_the_jpeg_decoder_clipped():
+    """White paper decodes to 255 in a JPEG whatever ringing it had: such blocks say nothing of their mean,
+    so a page whose every block has paper and ink is not measured, and an edit of the paper alone is left
+    to the score (a known gap, docs/dedupe.md)."""
+    copy = dedupe.compare(examine(file("page", "original")).stored_view(), examine(file("page", "jpeg-q95")).view)
+    assert copy.jpeg_block_moved is None
+    assert same_picture(file("page", "original"), file("page", "jpeg-q95"))
+
+    paper_darkened = edits.encode(_retouched(source("page"), 0.01, -40), "PNG")  # the top left corner: paper
+    edited = dedupe.compare(examine(file("page", "jpeg-q50")).stored_view(), examine(paper_darkened).view)
+    assert edited.jpeg_block_moved is not None and edited.jpeg_block_moved <= dedupe.JPEG_BLOCK_LIMIT
+
+
 def test_ingest_keeps_a_png_whose_pixels_differ_from_a_stored_png_of_its_size(album):
     """The stored original is read back from the storage, so ingest applies the same rule."""
     original = source("drawing")
@@ -460,6 +493,15 @@ def test_ingest_skips_a_re_encoded_copy_of_a_nearly_flat_picture(album):
 
     outcome = ingest(album, edits.render(flat_picture(), "jpeg-q30"), "3_2")
 
+    assert outcome.kind == "duplicate", outcome.message
+
+
+def test_ingest_reads_a_stored_jpegs_own_block_means_back_from_the_storage(album):
+    original = source("chelsea")
+    assert ingest(album, edits.encode(original, "JPEG", quality=50), "3_1").kind == "added"
+
+    assert ingest(album, edits.encode(_retouched(original, 0.01), "PNG"), "3_2").kind == "added"
+    outcome = ingest(album, edits.encode(original, "PNG"), "3_3")
     assert outcome.kind == "duplicate", outcome.message
 
 
