@@ -60,10 +60,10 @@ def _encoding(name: str, fmt: str, **options: object) -> Edit:
     return _file_step(name, lambda im: encode(im, fmt, **options))
 
 
-def scaled(image: Image.Image, factor: float) -> Image.Image:
-    """A platform's resize before it recompresses: Lanczos, to the size rounded to whole pixels."""
+def scaled(image: Image.Image, factor: float, resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+    """A platform's resize before it recompresses: Lanczos unless told, to the size rounded to whole pixels."""
     size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+    return image.resize(size, resample)
 
 
 RESIZE_QUALITY = 85
@@ -118,6 +118,13 @@ _EDITS: list[Edit] = [
     *(_resize(f"resize-{p}", p / 100) for p in (75, 60, 50, 33, 25, 12, 10)),
     Edit("resize-50-nearest", lambda im: im.resize((max(1, im.width // 2), max(1, im.height // 2)), 0), True),
     Edit("resize-50-bicubic", lambda im: im.resize((max(1, im.width // 2), max(1, im.height // 2)), 3), True),
+    # Other platforms' filters, softer than Lanczos (a step of its own: a chain adds the re-encode).
+    *(
+        Edit(f"resize-{p}-{name}", lambda im, p=p, f=f: scaled(im, p / 100, f), True)
+        for p in (50, 25, 12)
+        for name, f in (("bilinear", Image.Resampling.BILINEAR), ("box", Image.Resampling.BOX))
+    ),
+    Edit("resize-12-bicubic", lambda im: scaled(im, 0.12, Image.Resampling.BICUBIC), True),
     # A different photo: the sample source's operations (one definition, used at download time too).
     *(
         Edit(name, lambda im, op=op: op(_rgb(im)), False, colour_only=name == "greyscale", words=words)
