@@ -147,6 +147,9 @@ def verification_rows(rng: np.random.Generator) -> list[str]:
     copy = BytesIO()
     large.resize((1000, 750), Image.Resampling.LANCZOS).save(copy, "JPEG", quality=80)
     jpeg_copy = dedupe.view_of(open_for_renditions(copy.getvalue(), max_pixels=50_000_000))
+    half = BytesIO()
+    large.resize((512, 384), Image.Resampling.BILINEAR).save(half, "JPEG", quality=85)
+    half_copy = dedupe.view_of(open_for_renditions(half.getvalue(), max_pixels=50_000_000))
     out = ["### Verifying a candidate that passes the filter (a 12 MP photo against a 1200 x 900 copy)\n"]
     out.append("| step | median ms | p99 ms | max ms | runs | note |")
     out.append("|---|---|---|---|---|---|")
@@ -157,6 +160,13 @@ def verification_rows(rng: np.random.Generator) -> list[str]:
         row(
             "compare with the JPEG test (a 1000 x 750 JPEG copy)",
             timings(lambda: dedupe.compare(stored, jpeg_copy), 20),
+        )
+    )
+    out.append(
+        row(
+            "compare with a 512 x 384 bilinear JPEG copy",
+            timings(lambda: dedupe.compare(stored, half_copy), 20),
+            "the larger reduced with each of REDUCING_FILTERS",
         )
     )
     return out

@@ -452,6 +452,11 @@ class Comparison(NamedTuple):
     # (grey levels) the 8 x 8 block means of the JPEG's own Y plane are from the lossless picture's, at
     # most, beyond one step of the JPEG's DC quantisation (see _jpeg_blocks_moved); None otherwise.
     jpeg_block_moved: float | None = None
+    # When the two differ in size: which of REDUCING_FILTERS reduced the larger (0 = Lanczos, softer after
+    # it), and how much closer than Lanczos it came (log of the squared luma differences' ratio, <= 0). A
+    # copy made with that filter matches it far better; a slight sharpening only partly undone, less.
+    reducing_filter: int = 0
+    reducing_filter_gain: float = 0.0
 
     def keeps_shape(self) -> bool:
         """The two pictures have the same proportions (ASPECT_LIMIT, plus 1.5 pixels of rounding at the
@@ -669,9 +674,10 @@ def _jpeg_blocks_moved(view: View, other: np.ndarray) -> float | None:
 
 # Platforms reduce pictures with different filters (Lanczos, bicubic, bilinear, box...): a bilinear copy is
 # softer than a Lanczos one, as if blurred. The larger picture is reduced with each, and compared as the
-# one that comes closest to the smaller picture (the least squared luma difference). Only softer filters
-# than Lanczos are tried, so a picture sharpened before resizing is not made to look like a copy by a
-# sharper filter, and a blur is found against a sharp copy as before.
+# one that comes closest to the smaller picture (the least squared luma difference). Only Lanczos and
+# softer filters are tried: no filter sharpens a blurred picture back, so a blur of the larger picture
+# still shows against a sharp copy. The price: a soft filter can undo a slight sharpening of the larger
+# picture (docs/dedupe.md, "Other filters").
 REDUCING_FILTERS = (
     Image.Resampling.LANCZOS,
     Image.Resampling.BICUBIC,
@@ -681,15 +687,19 @@ REDUCING_FILTERS = (
 )
 
 
-def _reduced_like(large: Image.Image, small: Image.Image) -> Image.Image:
+def _reduced_like(large: Image.Image, small: Image.Image) -> tuple[Image.Image, int, float]:
     """``large`` reduced to ``small``'s size with the filter of REDUCING_FILTERS that comes closest to it
-    (chosen on the luma alone, a third of the work; the colour picture is then reduced once)."""
+    (chosen on the luma alone, a third of the work; the colour picture is then reduced once), with that
+    filter's position and the log ratio of its squared luma difference to Lanczos' (one level squared
+    per pixel added to both, so that two near matches do not make a large ratio)."""
     target, grey = np.asarray(small.convert("L"), np.float32), large.convert("L")
     errors = []
     for resample in REDUCING_FILTERS:
         difference = np.asarray(grey.resize(small.size, resample, reducing_gap=3.0), np.float32) - target
         errors.append(float(np.einsum("ij,ij->", difference, difference)))
-    return large.resize(small.size, REDUCING_FILTERS[int(np.argmin(errors))], reducing_gap=3.0)
+    best = int(np.argmin(errors))
+    gain = float(np.log((errors[best] + target.size) / (errors[0] + target.size)))
+    return large.resize(small.size, REDUCING_FILTERS[best], reducing_gap=3.0), best, gain
 
 
 def compare(stored_view: View, arriving_view: View) -> Comparison:
@@ -701,8 +711,9 @@ def compare(stored_view: View, arriving_view: View) -> Comparison:
     small, large = sorted((stored, candidate), key=lambda image: image.width * image.height)
     scale_x, scale_y = small.width / large.width, small.height / large.height
     aspect = abs(scale_x - scale_y) / max(scale_x, scale_y)
+    reducing_filter, reducing_filter_gain = 0, 0.0
     if large.size != small.size:
-        large = _reduced_like(large, small)
+        large, reducing_filter, reducing_filter_gain = _reduced_like(large, small)
     s, c = (small, large) if small is stored else (large, small)
     ys, yc = _ycbcr(s), _ycbcr(c)
     luma_s, luma_c = ys[..., 0], yc[..., 0]
@@ -764,6 +775,8 @@ def compare(stored_view: View, arriving_view: View) -> Comparison:
         local_luma=_local_difference(luma_s, luma_c),
         local_chroma=max(_local_difference(ys[..., k], yc[..., k]) for k in (1, 2)),
         lossless_moved=lossless_moved,
+        reducing_filter=reducing_filter,
+        reducing_filter_gain=reducing_filter_gain,
         jpeg_block_moved=jpeg_block_moved,
     )
 
@@ -810,6 +823,8 @@ FEATURES = (
     "local_chroma",
     "local_luma_over_residual",
     "local_chroma_over_chroma",
+    "reducing_filter",  # which of REDUCING_FILTERS reduced the larger picture (0: Lanczos, or one size)
+    "reducing_filter_gain",  # how much closer than Lanczos it came (log ratio, 0 when Lanczos or one size)
 )
 
 
@@ -856,6 +871,8 @@ def verification_features(d: Distances, c: Comparison) -> np.ndarray:
             c.local_chroma,
             c.local_luma / (c.residual + 0.5),
             c.local_chroma / (c.chroma + 0.2),
+            float(c.reducing_filter),
+            c.reducing_filter_gain,
         ],
         dtype=np.float64,
     )

@@ -639,9 +639,11 @@ def test_the_larger_picture_is_reduced_with_the_filter_the_smaller_was_made_with
     large = source("chelsea")
     small = large.resize((large.width // 3, large.height // 3), resample)
 
-    reduced = dedupe._reduced_like(large, small)
+    reduced, chosen, gain = dedupe._reduced_like(large, small)
 
     assert reduced.tobytes() == large.resize(small.size, resample, reducing_gap=3.0).tobytes()
+    assert dedupe.REDUCING_FILTERS[chosen] == resample
+    assert gain < -0.3 if resample != Image.Resampling.LANCZOS else gain == 0
 
 
 def test_a_blur_is_not_reduced_away_by_a_softer_filter():
@@ -651,8 +653,9 @@ def test_a_blur_is_not_reduced_away_by_a_softer_filter():
     small = large.resize((large.width // 3, large.height // 3), Image.Resampling.LANCZOS)
     blurred = edits.EDITS["blur-r2"].apply(large)
 
-    reduced = dedupe._reduced_like(blurred, small)
+    reduced, chosen, _ = dedupe._reduced_like(blurred, small)
 
+    assert chosen == 0
     assert reduced.tobytes() == blurred.resize(small.size, Image.Resampling.LANCZOS, reducing_gap=3.0).tobytes()
 
 
