@@ -70,12 +70,12 @@ COPIES = [
 # is paired with every larger picture. Not with a picture of its size or smaller: there the soft copy is
 # the one reduced (or neither is), it looks blurred against the other, and a copy that looks blurred and
 # a blur are the same pixels: such pairs would teach the trees to merge blurs (docs/dedupe.md).
-SOFT_COPIES = {
-    "resize-50-bilinear+jpeg-q85": 0.5,
-    "resize-25-box+jpeg-q85": 0.25,
-    "resize-12-bicubic+jpeg-q85": 0.12,
-    "resize-12-bilinear+jpeg-q85": 0.12,
-}
+SOFT_COPIES = [
+    "resize-50-bilinear+jpeg-q85",
+    "resize-25-box+jpeg-q85",
+    "resize-12-bicubic+jpeg-q85",
+    "resize-12-bilinear+jpeg-q85",
+]
 COPIES += SOFT_COPIES
 
 
@@ -89,7 +89,7 @@ def _scale(chain: str) -> float:
 
 
 def _soft_against_smaller(a: str, b: str) -> bool:
-    return any(c in SOFT_COPIES and _scale(other) <= SOFT_COPIES[c] for c, other in ((a, b), (b, a)))
+    return any(c in SOFT_COPIES and _scale(other) <= _scale(c) for c, other in ((a, b), (b, a)))
 
 
 # Edits a person makes (each a different photo).
