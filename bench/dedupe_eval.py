@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyvips
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from everhash.testing import edits
@@ -79,10 +80,15 @@ SOFT_COPIES = [
 COPIES += SOFT_COPIES
 
 
+def _steps(chain: str) -> list[edits.Edit]:
+    """A chain's steps ("original" has none)."""
+    return [] if chain == "original" else edits.steps(chain)
+
+
 def _scale(chain: str) -> float:
     """The size of a chain's picture, as a share of the original's (its resize steps)."""
     scale = 1.0
-    for step in edits.steps(chain) if chain != "original" else []:
+    for step in _steps(chain):
         if step.name.startswith("resize-"):
             scale *= int(step.name.split("-")[1]) / 100
     return scale
@@ -713,26 +719,22 @@ def _rms_between(a: Image.Image, b: Image.Image) -> float:
 
 
 def visibility_by_source(names: set[str] | None = None) -> dict[tuple[str, float, str], float]:
-    """For each source (or those named), copy scale and small edit: how far the edit moves the picture
-    at that scale (the edited original scaled as the copy was, against the original scaled alike: RGB
-    RMS, levels), as a share of how far the copy's own recompression moves it (JPEG q85 of the scaled
-    original against it). Under 1, a copy of the edit and the copy itself differ by less than the
-    platform's re-encoding of either: the pair is labelled distinct, but the pixels at that scale do
-    not say so. Edits that change nothing on a source are left out."""
-    ratios: dict[tuple[str, float, str], float] = {}
+    """For each source (or those named), copy scale and small edit: copy_change_ratios of the edit
+    against the platform's resized copy at that scale (Lanczos, then JPEG q85). Under 1, the edit moves
+    the picture less than the copy's own recompression does: the pair is labelled distinct, but the
+    pixels at that scale do not say so. Edits that change nothing on a source are left out."""
+    pairs: dict[Pair, tuple[str, float, str]] = {}
     for source in sources():
         if names is not None and source.name not in names:
             continue
-        image = source.make()
-        unchanged = edits.unchanged_edits(image, VISIBILITY_EDITS)
-        edited = {name: edits.EDITS[name].apply(image) for name in VISIBILITY_EDITS if name not in unchanged}
+        unchanged = edits.unchanged_edits(source.make(), VISIBILITY_EDITS)
         for factor in VISIBILITY_SCALES:
-            copy = edits.scaled(image, factor)
-            noise = _rms_between(edits.decode(edits.encode(copy, "JPEG", quality=edits.RESIZE_QUALITY)), copy)
-            for name, picture in edited.items():
-                change = _rms_between(edits.scaled(picture, factor), copy)
-                ratios[(source.name, factor, name)] = change / max(noise, 1e-6)
-    return ratios
+            copy = f"{source.name}/resize-{round(factor * 100)}"
+            for name in VISIBILITY_EDITS:
+                if name not in unchanged:
+                    pair = Pair(copy, f"{source.name}/{name}", f"{name} vs copy", False, source.half)
+                    pairs[pair] = (source.name, factor, name)
+    return {pairs[pair]: ratio for pair, ratio in copy_change_ratios(pairs).items()}
 
 
 def visibility_ratios(names: set[str] | None = None) -> dict[tuple[float, str], list[float]]:
@@ -745,8 +747,7 @@ def visibility_ratios(names: set[str] | None = None) -> dict[tuple[float, str], 
 
 def _copy_steps(chain: str) -> str:
     """The steps of a chain that keep the photo (re-encodes, resizes), as a chain: what a platform did."""
-    kept = [step.name for step in edits.steps(chain)] if chain != "original" else []
-    return "+".join(name for name in kept if edits.EDITS[name].keeps_photo) or "original"
+    return "+".join(step.name for step in _steps(chain) if step.keeps_photo) or "original"
 
 
 def copy_change_ratios(pairs: Iterable[Pair]) -> dict[Pair, float]:
@@ -826,8 +827,6 @@ def _jpeg(image: Image.Image, **options: object) -> bytes:
 
 def _vips_thumbnail(image: Image.Image, factor: float) -> bytes:
     """libvips' thumbnail (Mastodon's and many image services' resizer: shrink-on-load, then Lanczos 3)."""
-    import pyvips  # only this check needs it here
-
     width, height = (max(1, round(side * factor)) for side in image.size)
     reduced = pyvips.Image.thumbnail_buffer(edits.encode(image, "PNG"), width, height=height, size="force")
     return reduced.jpegsave_buffer(Q=85)
@@ -871,9 +870,11 @@ def resizers(half: str = "test", names: set[str] | None = None) -> str:
     copy of the original stored first. None of these copies is in the labelled set."""
     made = _resizers()
     missed: dict[str, list[str]] = {name: [] for name in made}
+    count = 0
     for source in sources():
         if source.half != half or (names is not None and source.name not in names):
             continue
+        count += 1
         image = source.make()
         original = dedupe.examine(edits.render(image, "original"))
         q50 = dedupe.examine(edits.render(image, "jpeg-q50"))
@@ -882,7 +883,6 @@ def resizers(half: str = "test", names: set[str] | None = None) -> str:
             for label, stored, arriving in (("after", original, copy), ("before", copy, original), ("q50", q50, copy)):
                 if not dedupe.decide(stored, arriving).same:
                     missed[name].append(f"{source.name} ({label})")
-    count = sum(1 for s in sources() if s.half == half and (names is None or s.name in names))
     out = [
         f"Copies not in the labelled set, of the {count} sources of the {half} half, each against the original"
         " (stored after it and before it) and a JPEG q50 copy:",
