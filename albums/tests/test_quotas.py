@@ -73,7 +73,7 @@ def test_the_api_refuses_an_album_over_the_quota_with_a_clear_error(owner, small
     assert not Album.objects.filter(hashtag="onemore").exists()
 
 
-def test_new_albums_are_limited_per_hour_on_the_form_and_the_api_alike(client, staff, settings):
+def test_new_albums_are_limited_per_hour_on_the_form_and_the_api_alike(client, staff, settings, still_clock):
     from django.test import Client
 
     from users.models import ApiToken

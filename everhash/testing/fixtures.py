@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from albums.models import Album
 from everhash.testing.builders import make_album, make_user
@@ -55,6 +57,15 @@ def _isolated_media(settings, tmp_path):
     from django.core.cache import cache
 
     cache.clear()  # rendered pages, charts and API pages from another test
+
+
+@pytest.fixture
+def still_clock():
+    """The clock held at 12:05 UTC for the whole test: rate limits count in fixed windows (of 900 and
+    3600 s), so a test that spends its attempts and expects a 429 must not cross a window's end,
+    and two limited answers give the same Retry-After."""
+    with time_machine.travel(datetime(2026, 11, 21, 12, 5, tzinfo=UTC), tick=False):
+        yield
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_the_password_reset_answers_the_same_for_known_and_unknown_emails(client
     assert client.login(username="owner@example.com", password="another-Long-pass-77")
 
 
-def test_too_many_sign_in_attempts_for_one_email_get_a_clear_429(client, owner, settings):
+def test_too_many_sign_in_attempts_for_one_email_get_a_clear_429(client, owner, settings, still_clock):
     settings.EVERHASH_RATE_LIMITS = {
         **settings.EVERHASH_RATE_LIMITS,
         "login": {"address": (100, 900), "email": (3, 900)},
@@ -128,7 +128,7 @@ def test_too_many_sign_in_attempts_for_one_email_get_a_clear_429(client, owner, 
     )
 
 
-def test_too_many_attempts_from_one_address_are_limited_whatever_the_email(client, db, settings):
+def test_too_many_attempts_from_one_address_are_limited_whatever_the_email(client, db, settings, still_clock):
     settings.EVERHASH_RATE_LIMITS = {
         **settings.EVERHASH_RATE_LIMITS,
         "signup": {"address": (2, 3600), "email": (50, 3600)},
@@ -140,7 +140,7 @@ def test_too_many_attempts_from_one_address_are_limited_whatever_the_email(clien
     assert not User.objects.filter(email="c@example.com").exists()
 
 
-def test_password_resets_are_limited_per_email(client, owner, settings):
+def test_password_resets_are_limited_per_email(client, owner, settings, still_clock):
     settings.EVERHASH_RATE_LIMITS = {
         **settings.EVERHASH_RATE_LIMITS,
         "password_reset": {"address": (100, 3600), "email": (2, 3600)},

@@ -35,7 +35,9 @@ def body(response) -> str:
 
 
 @pytest.fixture
-def limits(settings):
+def limits(settings, still_clock):
+    """Sets the sign-in limits; the clock stands still (`still_clock`) while the test spends them."""
+
     def set_login_limits(*, address: int, email: int) -> None:
         settings.EVERHASH_RATE_LIMITS = {
             **settings.EVERHASH_RATE_LIMITS,
