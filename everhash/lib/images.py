@@ -3,7 +3,9 @@
 Every byte here comes from strangers on the internet, so the order of operations is the
 defence: only four decoders are reachable, the pixel count is checked from the header before
 any pixel is decoded, the first frame is decoded in full (a truncated file is an error, not a
-grey band), and what leaves this module is pixels only: no EXIF, GPS, XMP or comments.
+grey band), and what leaves this module is pixels only: no EXIF, GPS, XMP or comments. Those pixels
+are sRGB: a picture that carries another RGB colour profile (Display P3 from phones, Adobe RGB from
+cameras) is converted with it, since a JPEG without a profile is shown as sRGB.
 
 Size specs follow the image servers everhash replaces: ``WxH`` fits inside the box and never
 upscales, ``WxH!`` covers the box and centre-crops to exactly that size. Sides are bounded so
@@ -13,6 +15,7 @@ a spec can never ask for a huge allocation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import warnings
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 import pyvips
-from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 MAX_SPEC_SIDE = 4096
@@ -129,7 +132,7 @@ def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> Ver
     """Decode the first frame of untrusted bytes, or raise ImageRejected saying why not."""
     with _checked_header(data, max_pixels=max_pixels, max_side=max_side) as opened:
         _load(opened)
-        image = _to_rgb(opened)
+        image, _ = _in_srgb(_to_rgb(opened), opened.info.get("icc_profile"))
         # Always end with a new image, so nothing of the file (EXIF, GPS, XMP...) travels on.
         method = _orientation(opened)
         if method is not None:  # not truthiness: FLIP_LEFT_RIGHT is 0
@@ -171,18 +174,22 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
         target = (height, width) if turned else (width, height)  # in the stored (not yet upright) frame
         table = None
         if streamed:
-            image = _vips_decode(data, image_format, target)
+            image, profile = _vips_decode(data, image_format, target)
         else:
             if image_format == "JPEG":
                 opened.draft("RGB", target)  # no smaller than target; a no-op when it cannot shrink
             _load(opened)
             table = _luma_table(opened) if method is None and opened.size == stored_size == target else None
-            image = _to_rgb(opened)
+            image, profile = _to_rgb(opened), opened.info.get("icc_profile")
             image = _vips_resize(image, target) if image.size != target else image.copy()
+    # Converted once reduced: per pixel, so the same as before reducing, on a fraction of the pixels.
+    image, converted = _in_srgb(image, profile)
+    if converted:
+        table = None  # no longer the JPEG's own pixels, nor a lossless file's: dedupe's exact rules do not apply
     if method is not None:
         image = image.transpose(method)  # a turn or a mirror moves pixels without changing them
     image.info.clear()
-    lossless = image_format == "PNG" and target == stored_size
+    lossless = image_format == "PNG" and target == stored_size and not converted
     return VerifiedImage(
         image=image,
         format=image_format,
@@ -243,11 +250,13 @@ _QUARTER_TURNS = (
 _VIPS_LOADERS = {"JPEG": "jpegload_buffer", "PNG": "pngload_buffer", "GIF": "gifload_buffer", "WEBP": "webpload_buffer"}
 
 
-def _vips_decode(data: bytes, image_format: str, target: tuple[int, int]) -> Image.Image:
-    """Decode with libvips' loader for ``image_format`` only, as a stream, reduced to ``target``."""
+def _vips_decode(data: bytes, image_format: str, target: tuple[int, int]) -> tuple[Image.Image, bytes | None]:
+    """Decode with libvips' loader for ``image_format`` only, as a stream, reduced to ``target``; the
+    pixels as they are stored, and the colour profile the file carries (None when it has none)."""
     options: dict[str, object] = {"fail_on": "truncated", "access": "sequential"}
     try:
         image = getattr(pyvips.Image, _VIPS_LOADERS[image_format])(data, **options)
+        profile = image.get("icc-profile-data") if image.get_typeof("icc-profile-data") else None
         image = _vips_rgb(image)
         if (image.width, image.height) != target:
             image = image.resize(
@@ -257,8 +266,8 @@ def _vips_decode(data: bytes, image_format: str, target: tuple[int, int]) -> Ima
     except pyvips.Error as exc:
         raise _vips_rejection(exc, data, image_format) from exc
     if (image.width, image.height) != target:  # libvips rounded a side the other way: fix it in Pillow
-        return Image.frombytes("RGB", (image.width, image.height), pixels).resize(target, RESAMPLE)
-    return Image.frombytes("RGB", target, pixels)
+        return Image.frombytes("RGB", (image.width, image.height), pixels).resize(target, RESAMPLE), profile
+    return Image.frombytes("RGB", target, pixels), profile
 
 
 def _vips_rgb(image: pyvips.Image) -> pyvips.Image:
@@ -337,6 +346,42 @@ def _orientation(image: Image.Image) -> Image.Transpose | None:
     except Exception:
         return None
     return _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Display P3 and Adobe RGB profiles are under 1 KB, a camera's table-based one a few hundred; a JPEG may
+# split up to 16 MB of profile over its APP2 segments, which littleCMS would parse and the cache keep.
+MAX_PROFILE_BYTES = 1_000_000
+
+
+@functools.lru_cache(maxsize=8)  # a few profiles are most of an album's (the phones' Display P3...)
+def _transform_to_srgb(profile: bytes) -> ImageCms.ImageCmsTransform | None:
+    """littleCMS's transform from an embedded RGB profile to sRGB (relative colorimetric, as libvips and
+    browsers do for photos); None when no conversion is due: a profile for sRGB already, one for
+    another colour space (grey, CMYK: converted as before, without it), or one littleCMS cannot read
+    (the pixels are then taken as sRGB, as a browser takes them; so is a profile over MAX_PROFILE_BYTES)."""
+    try:
+        embedded = ImageCms.ImageCmsProfile(BytesIO(profile))
+        if embedded.profile.xcolor_space.strip() != "RGB" or embedded.profile.profile_description.startswith("sRGB"):
+            return None
+        return ImageCms.buildTransform(
+            embedded,
+            _SRGB,
+            "RGB",
+            "RGB",
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            flags=ImageCms.Flags.NOCACHE,  # its one-pixel cache is not safe to share between threads
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+def _in_srgb(image: Image.Image, profile: bytes | None) -> tuple[Image.Image, bool]:
+    """``image`` (RGB) in sRGB given the colour profile its file carried, and whether it was converted."""
+    transform = _transform_to_srgb(profile) if profile and len(profile) <= MAX_PROFILE_BYTES else None
+    if transform is None:
+        return image, False
+    return ImageCms.applyTransform(image, transform), True
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -112,6 +112,7 @@ def photo_bytes(name: str, *, fmt: str = "JPEG", scale: float = 1.0, quality: in
 
     with Image.open(SAMPLE_PHOTOS / name) as source:
         image = source.convert("RGB")
+    image.info.clear()  # no colour profile carried into a PNG (Pillow would write it): every variant alike
     if scale != 1.0:
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
     if mirror:

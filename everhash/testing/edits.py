@@ -39,9 +39,13 @@ class Edit:
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    """File bytes with no metadata (a fresh image carries none and none is passed)."""
+    """File bytes with no metadata: none is passed, and none the image still carries from the file it was
+    read from (Pillow writes ``info["icc_profile"]`` into a PNG unasked; a photo's profile on an original
+    and not on its copies would make them different colours)."""
+    bare = image.copy()
+    bare.info.clear()
     out = io.BytesIO()
-    image.save(out, fmt, **options)
+    bare.save(out, fmt, **options)
     return out.getvalue()
 
 

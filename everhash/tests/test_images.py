@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import struct
 import warnings
 import zlib
@@ -9,7 +10,7 @@ from io import BytesIO
 
 import numpy as np
 import pytest
-from PIL import ExifTags, Image, ImageChops, ImageFile, ImageStat, PngImagePlugin
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, PngImagePlugin
 
 from everhash.lib import images
 from everhash.lib.images import (
@@ -23,6 +24,7 @@ from everhash.lib.images import (
     parse_spec,
     render,
 )
+from everhash.testing.builders import SAMPLE_PHOTOS
 
 LIMIT = 40_000_000
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -240,6 +242,75 @@ def test_the_verified_image_carries_no_metadata(opener):
     assert dict(image.getexif()) == {}
 
 
+# Colour profiles: what leaves is sRGB, as a JPEG without a profile is shown ------------------------
+
+with Image.open(SAMPLE_PHOTOS / "rocket.jpg") as _rocket:
+    ADOBE_RGB = _rocket.info["icc_profile"]  # the profile a camera embedded: Adobe RGB (1998)
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+# Adobe RGB (1998) to CIE XYZ, and CIE XYZ to linear sRGB (both D65): the two standards' own matrices.
+ADOBE_TO_XYZ = np.array(
+    [[0.5767309, 0.1855540, 0.1881852], [0.2973769, 0.6273491, 0.0752741], [0.0270343, 0.0706872, 0.9911085]]
+)
+XYZ_TO_SRGB = np.array(
+    [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
+)
+TERRACOTTA, VIOLET = (200, 120, 60), (90, 60, 200)
+
+
+def adobe_rgb_in_srgb(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """What a colour-managed browser shows for these Adobe RGB values, from the standards' numbers
+    (gamma 563/256, the primaries, the sRGB curve), not from littleCMS."""
+    linear = XYZ_TO_SRGB @ ADOBE_TO_XYZ @ ((np.array(colour) / 255) ** (563 / 256))
+    linear = np.clip(linear, 0, 1)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return tuple(int(round(value * 255)) for value in encoded)
+
+
+def tagged(fmt: str, profile: bytes, **params) -> bytes:
+    return encode(bands(300, 200, (TERRACOTTA, VIOLET)), fmt, icc_profile=profile, **params)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"lossless": True})],
+    ids=["jpeg", "png", "webp"],
+)
+def test_a_picture_with_another_colour_profile_is_converted_to_srgb(fmt, params, opener):
+    # Phones embed Display P3, cameras Adobe RGB: read as sRGB, their colours would look washed out.
+    verified = opener(tagged(fmt, ADOBE_RGB, **params), max_pixels=LIMIT)
+    for x, colour in [(60, TERRACOTTA), (240, VIOLET)]:
+        expected = adobe_rgb_in_srgb(colour)
+        assert not close_to(colour, expected, tolerance=8)  # the conversion is visible...
+        assert close_to(verified.image.getpixel((x, 100)), expected, tolerance=3)  # ...and made
+    assert verified.image.info == {}
+
+
+@pytest.mark.parametrize(
+    "profile", [SRGB, b"not an ICC profile at all", ADOBE_RGB[:100]], ids=["srgb", "garbage", "cut"]
+)
+def test_an_srgb_or_unreadable_profile_leaves_the_pixels_as_decoded(profile, opener):
+    # An unreadable profile is ignored, as a browser ignores it: the picture is kept, its pixels taken as sRGB.
+    untagged = opener(encode(bands(300, 200, (TERRACOTTA, VIOLET)), "PNG"), max_pixels=LIMIT)
+    verified = opener(tagged("PNG", profile), max_pixels=LIMIT)
+    assert verified.image.tobytes() == untagged.image.tobytes()
+
+
+def test_a_profile_over_the_size_limit_is_not_read(opener, monkeypatch):
+    monkeypatch.setattr(images, "MAX_PROFILE_BYTES", len(ADOBE_RGB) - 1)
+    untagged = opener(encode(bands(300, 200, (TERRACOTTA, VIOLET)), "PNG"), max_pixels=LIMIT)
+    assert opener(tagged("PNG", ADOBE_RGB), max_pixels=LIMIT).image.tobytes() == untagged.image.tobytes()
+
+
+def test_renditions_of_a_picture_with_another_profile_are_srgb_and_carry_no_profile():
+    renditions = make_renditions(open_for_renditions(tagged("JPEG", ADOBE_RGB, quality=95), max_pixels=LIMIT))
+    for name, (data, _, _) in renditions.items():
+        with Image.open(BytesIO(data)) as image:
+            assert "icc_profile" not in image.info
+            assert close_to(image.convert("RGB").getpixel((10, image.height // 2)), adobe_rgb_in_srgb(TERRACOTTA), 6), (
+                name
+            )
+
+
 # Specs and rendering ---------------------------------------------------------------------------
 
 
@@ -377,6 +448,32 @@ def test_a_png_streamed_through_libvips_is_turned_upright_by_its_exif(monkeypatc
     assert close_to(verified.image.getpixel((100, 280)), BLUE)
 
 
+def test_in_a_browser_a_rendition_shows_the_colours_its_original_shows(browser):
+    # Chromium shows the camera's file through its Adobe RGB profile; the rendition has no profile, so
+    # it must hold sRGB values already. A JPEG of the same pixels without conversion is the control.
+    original = (SAMPLE_PHOTOS / "rocket.jpg").read_bytes()
+    rendition = make_renditions(open_for_renditions(original, max_pixels=LIMIT))["medium"]
+    assert rendition[1:] == (640, 427)
+    with Image.open(BytesIO(original)) as image:
+        pixels = image.convert("RGB")
+    pixels.info.clear()  # the profile dropped, nothing converted
+    pictures = [original, rendition[0], encode(pixels, "JPEG", quality=95)]
+    style = "display:block;width:640px;height:427px"
+    images_html = "".join(
+        f'<img style="{style}" src="data:image/jpeg;base64,{base64.b64encode(d).decode()}">' for d in pictures
+    )
+    context = browser.new_context(viewport={"width": 640, "height": 427 * len(pictures)})
+    try:
+        page = context.new_page()
+        page.set_content(f'<body style="margin:0">{images_html}</body>')
+        shot = np.asarray(Image.open(BytesIO(page.screenshot())).convert("RGB"), np.float32)
+    finally:
+        context.close()
+    shown, ours, control = (shot[427 * i : 427 * (i + 1)] for i in range(3))
+    assert np.mean(np.abs(ours - shown)) < 4.5  # JPEG q85's own change; 3.3 when written
+    assert np.mean(np.abs(control - shown)) > 6  # 7.0: the washed-out colours of a dropped profile
+
+
 # The JPEG's quantisation table (dedupe's JPEG test) -------------------------------------------
 
 
@@ -398,6 +495,7 @@ def test_a_jpeg_at_its_own_size_carries_its_luma_quantisation_table():
         pytest.param(encode(bands(3000, 2000), "JPEG", quality=50), id="reduced-on-decoding"),
         pytest.param(jpeg_with_metadata(bands(300, 200)), id="turned-upright"),
         pytest.param(encode(bands(300, 200).convert("CMYK"), "JPEG"), id="cmyk"),
+        pytest.param(tagged("JPEG", ADOBE_RGB, quality=50), id="converted-to-srgb"),
     ],
 )
 def test_other_pictures_carry_no_table_as_their_pixels_are_not_the_jpegs_blocks(data):
@@ -424,6 +522,7 @@ def _turned_exif() -> Image.Exif:
         pytest.param(encode(bands(3000, 2000), "PNG"), False, id="png-reduced"),
         pytest.param(encode(bands(300, 200), "JPEG", quality=95), False, id="jpeg"),
         pytest.param(encode(bands(300, 200), "WEBP", quality=90), False, id="webp"),
+        pytest.param(tagged("PNG", ADOBE_RGB), False, id="png-converted-to-srgb"),
     ],
 )
 def test_a_png_at_its_own_size_is_marked_lossless(data, lossless):

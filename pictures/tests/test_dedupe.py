@@ -14,6 +14,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+import pyvips
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -33,6 +34,7 @@ from bench.dedupe_eval import (
 )
 from everhash.lib.images import ImageRejected
 from everhash.testing import edits
+from everhash.testing.builders import SAMPLE_PHOTOS
 from pictures import dedupe
 from pictures.dedupe import (
     HISTOGRAM_LENGTH,
@@ -365,6 +367,18 @@ def test_the_same_bytes_are_the_same_picture_without_decoding_twice():
 def test_same_picture_works_on_bytes():
     assert same_picture(file("rocket", "original"), file("rocket", "resize-33"))
     assert not same_picture(file("rocket", "original"), file("rocket", "rotate-90"))
+
+
+@pytest.mark.parametrize("scale", [1, 0.5, 0.25])
+def test_a_copy_a_platform_converted_to_srgb_is_the_same_picture_as_the_cameras_file(scale):
+    # The sample rocket carries an Adobe RGB profile; image servers convert such files to sRGB and drop
+    # the profile (libvips here, as Immich and imgproxy do). Both are seen in sRGB (everhash.lib.images).
+    original = (SAMPLE_PHOTOS / "rocket.jpg").read_bytes()
+    copy = pyvips.Image.new_from_buffer(original, "").icc_transform("srgb", embedded=True, intent="relative")
+    copy = copy.resize(scale, kernel="lanczos3") if scale != 1 else copy
+    copy = copy.jpegsave_buffer(Q=85, keep="none")
+    assert same_picture(original, copy)
+    assert same_picture(copy, original)
 
 
 def test_same_picture_rejects_what_ingest_rejects():
