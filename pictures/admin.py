@@ -123,6 +123,7 @@ class PictureAdmin(admin.ModelAdmin):
         "content_hash",
         "structure_hash",
         "original_key",
+        "colour_profile",
         "renditions",
     ]
     exclude = ["histogram"]

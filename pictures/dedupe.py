@@ -942,6 +942,17 @@ class Examined:
         self._view: View | None = None
         self._stored: bytes | None = None  # the JPEG, as stored (decoded on each use: it is smaller)
         self._fits_view = fits_view(verified.width, verified.height)
+        self._numbers: Examined | None = None
+        self._unconverted = verified.unconverted
+
+    @property
+    def numbers(self) -> Examined | None:
+        """The picture read by its file's own numbers, when its colour profile changed its colours (None
+        otherwise): how a copy whose platform dropped the profile without converting shows it. Made on
+        first use (a signature more), only for such pictures."""
+        if self._numbers is None and self._unconverted is not None:
+            self._numbers = Examined(self._unconverted, content_hash=self.content_hash)
+        return self._numbers
 
     @property
     def view(self) -> View:
@@ -966,10 +977,12 @@ class Examined:
         return decode_view(self._stored)
 
     def forget_image(self) -> None:
-        """Keep only the two views (made now) and drop the decoded image."""
+        """Keep only the two views (made now, of each reading) and drop the decoded images."""
         self.stored_view()
         _ = self.view
-        self._verified = None
+        if self.numbers is not None:
+            self.numbers.forget_image()
+        self._verified = self._unconverted = None
 
 
 def fits_view(width: int, height: int) -> bool:
@@ -996,11 +1009,21 @@ def decode_view(jpeg: bytes) -> View:
 
 
 def find_duplicate(
-    *, index: SignatureIndex, candidate: Examined, stored_view: Callable[[int], View | None]
+    *,
+    index: SignatureIndex,
+    candidate: Examined,
+    stored_view: Callable[[int], View | None],
+    stored_numbers: Callable[[int], Examined | None],
 ) -> tuple[int | None, Decision | None]:
     """The stored duplicate of a candidate: signature filter over the album, then verification of each
     candidate it passes (closest first) against its stored rendition. Returns (picture id or None, the
-    last decision made)."""
+    last decision made).
+
+    A picture whose colour profile changed its colours is also compared by its file's numbers, since
+    some platforms drop a profile without converting (X recompressing a PNG): when the stored picture is
+    such a one (``stored_numbers``, None for any other) and the arriving one is not, or the reverse (a
+    second pass of the filter with the arriving picture's numbers).
+    """
     decision = None
     for picture_id, measured in index.candidates(candidate.signature):
         view_of_stored = stored_view(picture_id)
@@ -1010,6 +1033,18 @@ def find_duplicate(
         decision = Decision(_is_same(measured, comparison), measured, comparison)
         if decision.same:
             return picture_id, decision
+        if candidate.numbers is None and (numbers := stored_numbers(picture_id)) is not None:
+            by_numbers = distances(numbers.signature, candidate.signature)
+            if by_numbers.passes_filter():
+                comparison = compare(numbers.stored_view(), candidate.view)
+                if _is_same(by_numbers, comparison):
+                    return picture_id, Decision(True, by_numbers, comparison)
+    if candidate.numbers is not None:
+        found, by_numbers = find_duplicate(
+            index=index, candidate=candidate.numbers, stored_view=stored_view, stored_numbers=lambda _: None
+        )
+        if found is not None:
+            return found, by_numbers
     return None, decision
 
 
@@ -1024,7 +1059,12 @@ def decide(stored: Examined, candidate: Examined) -> Decision:
     if stored.content_hash == candidate.content_hash:
         return Decision(True, None, None)
     index = SignatureIndex.from_rows([(1, stored.signature.histogram, stored.signature.structure_hash)])
-    _, decision = find_duplicate(index=index, candidate=candidate, stored_view=lambda _: stored.stored_view())
+    _, decision = find_duplicate(
+        index=index,
+        candidate=candidate,
+        stored_view=lambda _: stored.stored_view(),
+        stored_numbers=lambda _: stored.numbers,
+    )
     if decision is None:
         return Decision(False, distances(stored.signature, candidate.signature), None)
     return decision

@@ -80,6 +80,11 @@ class Picture(models.Model):
     histogram = models.BinaryField(max_length=1024)
     structure_hash = models.CharField(max_length=64)
     original_key = models.CharField(max_length=255, help_text="Storage key of the original.")
+    colour_profile = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The colour profile the original carried, when its renditions were converted from it to sRGB.",
+    )
     renditions = models.JSONField(
         default=dict, blank=True, help_text='{"thumb": {"key": ..., "width": ..., "height": ...}, ...}'
     )

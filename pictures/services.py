@@ -28,7 +28,13 @@ from albums.models import Album
 from albums.services import pictures_changed
 from collages.services import delete_collage
 from everhash.lib.csvsafe import SafeWriter
-from everhash.lib.images import ImageRejected, VerifiedImage, make_renditions, open_for_renditions, open_verified
+from everhash.lib.images import (
+    ImageRejected,
+    VerifiedImage,
+    make_renditions,
+    open_for_renditions,
+    open_verified,
+)
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
 from pictures.dedupe import (
     VERIFY_RENDITION,
@@ -98,6 +104,22 @@ def stored_view(picture_id: int) -> View | None:
     return decode_view(data) if data else None
 
 
+def stored_numbers(picture_id: int) -> Examined | None:
+    """A stored picture read by its original's own numbers (dedupe.Examined.numbers), when its colour
+    profile changed its colours (``Picture.colour_profile``: nothing is read for any other picture);
+    None otherwise, or when its original cannot be read. Asked only after a verification failed."""
+    row = Picture.objects.filter(pk=picture_id).exclude(colour_profile="")
+    row = row.values_list("original_key", "content_hash").first()
+    data = read_file(row[0]) if row else None
+    if not data:
+        return None
+    try:
+        unconverted = open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS).unconverted
+    except ImageRejected:
+        return None
+    return Examined(unconverted, content_hash=row[1]) if unconverted is not None else None
+
+
 def ingest_photo(
     *,
     album: Album,
@@ -124,7 +146,9 @@ def ingest_photo(
         return Outcome("rejected", reason=exc.reason, message=str(exc))
     examined = Examined(verified, content_hash=content_hash)
     signature = examined.signature
-    duplicate_of, _ = find_duplicate(index=index, candidate=examined, stored_view=stored_view)
+    duplicate_of, _ = find_duplicate(
+        index=index, candidate=examined, stored_view=stored_view, stored_numbers=stored_numbers
+    )
     if duplicate_of is not None:
         return Outcome(
             "duplicate", reason="similar", message=f"looks like picture {duplicate_of}", duplicate_of=duplicate_of
@@ -145,6 +169,7 @@ def ingest_photo(
                 histogram=signature.histogram,
                 structure_hash=signature.structure_hash,
                 original_key=key,
+                colour_profile=verified.colour_profile,
                 renditions=renditions,
                 status=status,
             )

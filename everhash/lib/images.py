@@ -84,6 +84,12 @@ class VerifiedImage:
     # The file's bytes when ``luma_table`` is set (a JPEG's own pixels): dedupe reads the JPEG's own Y
     # plane from them (jpeg_luma), only when it compares that JPEG with a lossless picture of its size.
     jpeg: bytes | None = None
+    # When ``image`` was converted to sRGB by the file's colour profile: that profile's description
+    # (kept on the picture's row), and (`open_for_renditions` only) the picture as the file's own numbers,
+    # read as sRGB, as a copy that dropped the profile unconverted shows it. Dedupe compares that
+    # reading too (pictures/dedupe.py, Examined.numbers).
+    colour_profile: str = ""
+    unconverted: VerifiedImage | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> Ver
     """Decode the first frame of untrusted bytes, or raise ImageRejected saying why not."""
     with _checked_header(data, max_pixels=max_pixels, max_side=max_side) as opened:
         _load(opened)
-        image, _ = _in_srgb(_to_rgb(opened), opened.info.get("icc_profile"))
+        image, colour_profile = _in_srgb(_to_rgb(opened), opened.info.get("icc_profile"))
         # Always end with a new image, so nothing of the file (EXIF, GPS, XMP...) travels on.
         method = _orientation(opened)
         if method is not None:  # not truthiness: FLIP_LEFT_RIGHT is 0
@@ -141,7 +147,9 @@ def open_verified(data: bytes, *, max_pixels: int, max_side: int = 12000) -> Ver
             image = image.copy()
         image_format = _format(opened)
     image.info.clear()
-    return VerifiedImage(image=image, format=image_format, width=image.width, height=image.height)
+    return VerifiedImage(
+        image=image, format=image_format, width=image.width, height=image.height, colour_profile=colour_profile
+    )
 
 
 # PNGs larger than this are decoded by libvips as a stream (Pillow holds the whole picture, twice
@@ -182,22 +190,34 @@ def open_for_renditions(data: bytes, *, max_pixels: int, max_side: int = 12000) 
             table = _luma_table(opened) if method is None and opened.size == stored_size == target else None
             image, profile = _to_rgb(opened), opened.info.get("icc_profile")
             image = _vips_resize(image, target) if image.size != target else image.copy()
-    # Converted once reduced: per pixel, so the same as before reducing, on a fraction of the pixels.
-    image, converted = _in_srgb(image, profile)
-    if converted:
-        table = None  # no longer the JPEG's own pixels, nor a lossless file's: dedupe's exact rules do not apply
-    if method is not None:
-        image = image.transpose(method)  # a turn or a mirror moves pixels without changing them
-    image.info.clear()
-    lossless = image_format == "PNG" and target == stored_size and not converted
-    return VerifiedImage(
-        image=image,
+
+    def turned_upright(pixels: Image.Image) -> Image.Image:
+        if method is not None:
+            pixels = pixels.transpose(method)  # a turn or a mirror moves pixels without changing them
+        pixels.info.clear()
+        return pixels
+
+    as_stored = VerifiedImage(
+        image=turned_upright(image),
         format=image_format,
         width=upright[0],
         height=upright[1],
         luma_table=table,
-        lossless=lossless,
+        lossless=image_format == "PNG" and target == stored_size,
         jpeg=data if table is not None else None,
+    )
+    # Converted once reduced: per pixel, so the same as before reducing, on a fraction of the pixels.
+    colours, colour_profile = _in_srgb(image, profile)
+    if not colour_profile:
+        return as_stored
+    # No longer the JPEG's own pixels nor a lossless file's: dedupe's exact rules apply to the numbers only.
+    return VerifiedImage(
+        image=turned_upright(colours),
+        format=image_format,
+        width=upright[0],
+        height=upright[1],
+        colour_profile=colour_profile,
+        unconverted=as_stored,
     )
 
 
@@ -355,16 +375,18 @@ MAX_PROFILE_BYTES = 1_000_000
 
 
 @functools.lru_cache(maxsize=8)  # a few profiles are most of an album's (the phones' Display P3...)
-def _transform_to_srgb(profile: bytes) -> ImageCms.ImageCmsTransform | None:
+def _transform_to_srgb(profile: bytes) -> tuple[ImageCms.ImageCmsTransform, str] | None:
     """littleCMS's transform from an embedded RGB profile to sRGB (relative colorimetric, as libvips and
-    browsers do for photos); None when no conversion is due: a profile for sRGB already, one for
-    another colour space (grey, CMYK: converted as before, without it), or one littleCMS cannot read
-    (the pixels are then taken as sRGB, as a browser takes them; so is a profile over MAX_PROFILE_BYTES)."""
+    browsers do for photos), and the profile's description; None when no conversion is due: a profile
+    for sRGB already, one for another colour space (grey, CMYK: converted as before, without it), or
+    one littleCMS cannot read (the pixels are then taken as sRGB, as a browser takes them; so is a
+    profile over MAX_PROFILE_BYTES)."""
     try:
         embedded = ImageCms.ImageCmsProfile(BytesIO(profile))
-        if embedded.profile.xcolor_space.strip() != "RGB" or embedded.profile.profile_description.startswith("sRGB"):
+        description = embedded.profile.profile_description or ""
+        if embedded.profile.xcolor_space.strip() != "RGB" or description.startswith("sRGB"):
             return None
-        return ImageCms.buildTransform(
+        transform = ImageCms.buildTransform(
             embedded,
             _SRGB,
             "RGB",
@@ -372,16 +394,19 @@ def _transform_to_srgb(profile: bytes) -> ImageCms.ImageCmsTransform | None:
             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
             flags=ImageCms.Flags.NOCACHE,  # its one-pixel cache is not safe to share between threads
         )
+        return transform, description.strip()[:100] or "unnamed RGB profile"
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
 
 
-def _in_srgb(image: Image.Image, profile: bytes | None) -> tuple[Image.Image, bool]:
-    """``image`` (RGB) in sRGB given the colour profile its file carried, and whether it was converted."""
-    transform = _transform_to_srgb(profile) if profile and len(profile) <= MAX_PROFILE_BYTES else None
-    if transform is None:
-        return image, False
-    return ImageCms.applyTransform(image, transform), True
+def _in_srgb(image: Image.Image, profile: bytes | None) -> tuple[Image.Image, str]:
+    """``image`` (RGB) in sRGB given the colour profile its file carried, and the description of the
+    profile it was converted from ("" when it was not)."""
+    conversion = _transform_to_srgb(profile) if profile and len(profile) <= MAX_PROFILE_BYTES else None
+    if conversion is None:
+        return image, ""
+    transform, description = conversion
+    return ImageCms.applyTransform(image, transform), description
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

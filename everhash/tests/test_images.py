@@ -295,6 +295,19 @@ def test_an_srgb_or_unreadable_profile_leaves_the_pixels_as_decoded(profile, ope
     assert verified.image.tobytes() == untagged.image.tobytes()
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["pillow", "streamed"])
+def test_a_converted_picture_also_carries_its_files_own_numbers(streamed, monkeypatch):
+    # What dedupe compares with copies that dropped the profile unconverted (pictures/dedupe.py).
+    if streamed:
+        monkeypatch.setattr(images, "STREAM_PIXELS", 0)
+    untagged = open_for_renditions(encode(bands(300, 200, (TERRACOTTA, VIOLET)), "PNG"), max_pixels=LIMIT)
+    verified = open_for_renditions(tagged("PNG", ADOBE_RGB), max_pixels=LIMIT)
+    assert verified.unconverted.image.tobytes() == untagged.image.tobytes()
+    assert verified.unconverted.lossless and not verified.lossless
+    assert (verified.colour_profile, untagged.colour_profile) == ("Adobe RGB (1998)", "")
+    assert untagged.unconverted is None
+
+
 def test_a_profile_over_the_size_limit_is_not_read(opener, monkeypatch):
     monkeypatch.setattr(images, "MAX_PROFILE_BYTES", len(ADOBE_RGB) - 1)
     untagged = opener(encode(bands(300, 200, (TERRACOTTA, VIOLET)), "PNG"), max_pixels=LIMIT)

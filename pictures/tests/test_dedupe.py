@@ -11,6 +11,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from functools import cache
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ from bench.dedupe_eval import (
 from everhash.lib.images import ImageRejected
 from everhash.testing import edits
 from everhash.testing.builders import SAMPLE_PHOTOS
-from pictures import dedupe
+from pictures import dedupe, services
 from pictures.dedupe import (
     HISTOGRAM_LENGTH,
     Signature,
@@ -369,16 +370,53 @@ def test_same_picture_works_on_bytes():
     assert not same_picture(file("rocket", "original"), file("rocket", "rotate-90"))
 
 
+# --- Pictures with a colour profile ---------------------------------------------------------------
+# The sample rocket carries an Adobe RGB profile (as cameras write; phones write Display P3). Platforms
+# make three kinds of copy of such a file: converted to sRGB (image servers: imgproxy, Immich, 500px),
+# the profile kept (Mastodon; X for a JPEG), or the profile dropped without converting (X recompressing
+# a PNG; most scripts). Ingest sees a picture in sRGB, and a profiled one also by its file's numbers.
+CAMERA_FILE = (SAMPLE_PHOTOS / "rocket.jpg").read_bytes()
+
+
+def platform_copy(kind: str, scale: float, data: bytes = CAMERA_FILE) -> bytes:
+    """A copy made by libvips, as an image server makes it: reduced, JPEG Q85, the profile as ``kind`` says."""
+    image = pyvips.Image.new_from_buffer(data, "")
+    if kind == "converted":
+        image = image.icc_transform("srgb", embedded=True, intent="relative")
+    image = image.resize(scale, kernel="lanczos3") if scale != 1 else image
+    return image.jpegsave_buffer(Q=85, keep="icc" if kind == "kept" else "none")
+
+
+def profile_dropped(chain: str) -> bytes:
+    """The camera file's numbers after ``chain`` of catalogue edits, written without its profile."""
+    with Image.open(BytesIO(CAMERA_FILE)) as image:
+        return edits.render(image.convert("RGB"), chain)  # edits.encode writes no profile
+
+
 @pytest.mark.parametrize("scale", [1, 0.5, 0.25])
-def test_a_copy_a_platform_converted_to_srgb_is_the_same_picture_as_the_cameras_file(scale):
-    # The sample rocket carries an Adobe RGB profile; image servers convert such files to sRGB and drop
-    # the profile (libvips here, as Immich and imgproxy do). Both are seen in sRGB (everhash.lib.images).
-    original = (SAMPLE_PHOTOS / "rocket.jpg").read_bytes()
-    copy = pyvips.Image.new_from_buffer(original, "").icc_transform("srgb", embedded=True, intent="relative")
-    copy = copy.resize(scale, kernel="lanczos3") if scale != 1 else copy
-    copy = copy.jpegsave_buffer(Q=85, keep="none")
-    assert same_picture(original, copy)
-    assert same_picture(copy, original)
+@pytest.mark.parametrize("kind", ["converted", "kept", "dropped"])
+def test_a_platforms_copy_of_a_file_with_a_colour_profile_is_the_same_picture(kind, scale):
+    copy = platform_copy(kind, scale)
+    assert same_picture(CAMERA_FILE, copy)
+    assert same_picture(copy, CAMERA_FILE)
+
+
+@pytest.mark.parametrize("a", ["converted", "kept", "dropped"])
+@pytest.mark.parametrize("b", ["converted", "kept", "dropped"])
+def test_two_platforms_copies_of_a_file_with_a_colour_profile_are_the_same_picture(a, b):
+    # Except a converted copy and one whose profile was dropped: neither file carries the profile that
+    # relates their numbers, which differ as by a colour edit. Kept apart: the safe side.
+    assert same_picture(platform_copy(a, 0.5), platform_copy(b, 0.25)) is ({a, b} != {"converted", "dropped"})
+
+
+@pytest.mark.parametrize(
+    "edit", ["saturation+30", "brightness+10", "contrast+10", "blur-r1", "sharpen-soft", "greyscale"]
+)
+def test_an_edit_of_a_file_with_a_colour_profile_is_a_different_picture_by_colours_and_by_numbers(edit):
+    # Adobe RGB to sRGB moves a colour much as a saturation edit does, so both readings are asked.
+    edited = profile_dropped(edit)
+    assert not same_picture(CAMERA_FILE, edited)
+    assert not same_picture(edited, CAMERA_FILE)
 
 
 def test_same_picture_rejects_what_ingest_rejects():
@@ -517,6 +555,37 @@ def test_ingest_skips_exactly_what_same_picture_calls_the_same(album, chain, dup
 
     assert outcome.kind == ("duplicate" if duplicate else "added"), outcome.message
     assert Picture.objects.filter(album=album).count() == (1 if duplicate else 2)
+
+
+@pytest.mark.parametrize("side", [640, 1600], ids=["fits-the-view", "verified-by-its-rendition"])
+@pytest.mark.parametrize("camera_first", [True, False], ids=["camera-file-first", "copy-first"])
+@pytest.mark.parametrize("kind", ["kept", "dropped"])
+def test_ingest_skips_a_copy_of_a_file_with_a_colour_profile(album, side, camera_first, kind):
+    # A stored file larger than the view is verified by its rendition (sRGB): its numbers are read back
+    # from its original only after that verification failed (pictures.services.stored_numbers).
+    with Image.open(BytesIO(CAMERA_FILE)) as image:
+        profile = image.info["icc_profile"]
+        pixels = image.convert("RGB").resize((side, round(side * image.height / image.width)), Image.Resampling.LANCZOS)
+    camera = edits.encode(pixels, "JPEG", quality=92, icc_profile=profile)
+    copy = platform_copy(kind, 0.5, camera)
+    first, second = (camera, copy) if camera_first else (copy, camera)
+
+    stored = ingest(album, first, "3_1").picture
+    outcome = ingest(album, second, "3_2")
+
+    assert outcome.kind == "duplicate", outcome.message
+    assert stored.colour_profile == ("Adobe RGB (1998)" if camera_first or kind == "kept" else "")
+
+
+def test_a_failed_verification_reads_no_original_of_a_picture_without_a_colour_profile(album, monkeypatch):
+    large = source("rocket").resize((1600, 1067), Image.Resampling.LANCZOS)
+    stored = ingest(album, edits.render(large, "jpeg-q85"), "3_1").picture
+    read = []
+    monkeypatch.setattr(services, "read_file", lambda key: read.append(key) or default_storage.open(key).read())
+
+    assert ingest(album, edits.render(large, "blur-r2+jpeg-q85"), "3_2").kind == "added"
+
+    assert read == [stored.renditions[dedupe.VERIFY_RENDITION]["key"]]  # verified by its rendition, nothing more
 
 
 def test_ingest_skips_a_re_encoded_copy_of_a_nearly_flat_picture(album):
