@@ -60,6 +60,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.dedupe_eval --reversed
 	$(BIN)/python -m bench.dedupe_eval --visibility
 	$(BIN)/python -m bench.dedupe_eval --resizers
+	$(BIN)/python -m bench.colour_profiles
 	$(BIN)/python -m bench.collage
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.pages

@@ -774,9 +774,10 @@ def report(manifest: dict, rounds: list[dict], dedupe: list, started: float, arg
     return "\n".join(out)
 
 
-def memory_pictures(log: Callable[[str], None]) -> tuple[Path, dict]:
-    """Two pictures at the 40 MP limit (a JPEG with grain and a PNG), for the peak-memory run."""
-    folder = CACHE_DIR / f"v{GENERATOR_VERSION}-memory"
+def memory_pictures(log: Callable[[str], None], *, colour_profile: bool = False) -> tuple[Path, dict]:
+    """Two pictures at the 40 MP limit (a JPEG with grain and a PNG), for the peak-memory run; with
+    ``colour_profile``, both carry rocket.jpg's Adobe RGB profile (converted to sRGB on decoding)."""
+    folder = CACHE_DIR / f"v{GENERATOR_VERSION}-memory{'-adobe-rgb' if colour_profile else ''}"
     path = folder / "manifest.json"
     if path.exists():
         return folder, json.loads(path.read_text())
@@ -786,6 +787,13 @@ def memory_pictures(log: Callable[[str], None]) -> tuple[Path, dict]:
     for k, fmt in ((0, "JPEG"), (1, "PNG")):
         plan = Recipe(k, k, PHOTOS[k], (0.05, 0.05, 0.95, 0.95), "upright", "none", 39.9, fmt, 90, 1)
         data = render_picture(plan)
+        if colour_profile:
+            with Image.open(PHOTOS_DIR / "rocket.jpg") as camera, Image.open(io.BytesIO(data)) as image:
+                out = io.BytesIO()
+                image.save(
+                    out, fmt, icc_profile=camera.info["icc_profile"], **({"quality": 90} if fmt == "JPEG" else {})
+                )
+                data = out.getvalue()
         (folder / plan.name).write_bytes(data)
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -810,6 +818,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="floor and pipeline runs, alternately (default 3)")
     parser.add_argument("--baseline", help="also run fetch_tweets of this git revision, alternately (e.g. main)")
     parser.add_argument("--memory", action="store_true", help="peak memory of fetch_tweets on two 40 MP pictures")
+    parser.add_argument("--colour-profile", action="store_true", help="with --memory: both carry an Adobe RGB profile")
     parser.add_argument("--profile", action="store_true", help="also run the pipeline once under cProfile")
     parser.add_argument("--mixed", action="store_true", help="a third of the pictures each from X, Mastodon, Bluesky")
     parser.add_argument("--floor-worker", type=Path, help=argparse.SUPPRESS)
@@ -827,7 +836,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
-    folder, manifest = memory_pictures(log) if args.memory else load_pictures(args.count, log)
+    if args.memory:
+        folder, manifest = memory_pictures(log, colour_profile=args.colour_profile)
+    else:
+        folder, manifest = load_pictures(args.count, log)
     entries = manifest["pictures"]
     log(describe(entries))
     baseline = export_baseline(args.baseline) if args.baseline else None

@@ -345,6 +345,8 @@ def verify_media(*, repair: bool = True) -> VerifyReport:
             verified = open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
             for name, (jpeg, _, _) in make_renditions(verified).items():
                 store_file(rendition_key(picture.content_hash, name), jpeg, replace=True)
+            # Rebuilt in sRGB, so the rows say which profile (a picture stored before they recorded it).
+            Picture.objects.filter(content_hash=picture.content_hash).update(colour_profile=verified.colour_profile)
     return report
 
 

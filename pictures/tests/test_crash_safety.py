@@ -24,7 +24,7 @@ from django.core.management import call_command
 
 from albums.models import Album
 from everhash.lib.images import make_renditions, open_verified
-from everhash.testing.builders import make_album, photo_bytes
+from everhash.testing.builders import SAMPLE_PHOTOS, make_album, photo_bytes
 from everhash.testing.fixtures import fetch_tweets, require
 from everhash.testing.processes import ROOT
 from pictures.models import Picture
@@ -213,6 +213,24 @@ def two_pictures(x_settings, fake_x, media_server, owner):
     assert "2 added" in fetch_tweets()
     by_hash = {hashlib.sha256(data).hexdigest(): data for data in photos.values()}
     return {picture: by_hash[picture.content_hash] for picture in Picture.objects.order_by("pk")}
+
+
+def test_verify_rebuilds_renditions_in_srgb_and_records_the_colour_profile(x_settings, fake_x, media_server, owner):
+    make_album(owner=owner, hashtag="sunset")
+    media_server.add("/media/camera.jpg", (SAMPLE_PHOTOS / "rocket.jpg").read_bytes())  # Adobe RGB
+    fake_x.add_post(photos=[("3_cam", media_server.url("/media/camera.jpg"), 640, 427)])
+    assert "1 added" in fetch_tweets()
+    picture = Picture.objects.get()
+    assert picture.colour_profile == "Adobe RGB (1998)"
+    large = picture.renditions["large"]["key"]
+    in_srgb = default_storage.open(large, "rb").read()
+    Picture.objects.update(colour_profile="")  # as stored before the rows recorded it
+    default_storage.delete(large)
+
+    assert "1 with damaged renditions rebuilt" in verify()
+
+    assert Picture.objects.get().colour_profile == "Adobe RGB (1998)"
+    assert default_storage.open(large, "rb").read() == in_srgb
 
 
 def run_verify_and_refetch(two_pictures) -> None:
