@@ -83,6 +83,8 @@ class Picture(models.Model):
     colour_profile = models.CharField(
         max_length=100,
         blank=True,
+        default="",
+        db_default="",  # so code deployed before this column still inserts rows while migrations run ahead of it
         help_text="The colour profile the original carried, when its renditions were converted from it to sRGB.",
     )
     renditions = models.JSONField(

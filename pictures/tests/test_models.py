@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from everhash.testing.builders import make_album, make_picture
 from pictures.models import Picture, Source
@@ -51,3 +51,16 @@ def test_visible_hides_hidden_and_pending_pictures(album):
     make_picture(album=album, status=Picture.Status.HIDDEN)
     make_picture(album=album, status=Picture.Status.PENDING)
     assert list(album.pictures.visible()) == [shown]
+
+
+def test_a_row_inserted_by_code_that_predates_the_colour_profile_column_gets_an_empty_one(album):
+    # Migrations run while the old code still serves (docs/deploy.rst): its INSERT names no such column.
+    stored = make_picture(album=album)
+    columns = [f.column for f in Picture._meta.concrete_fields if f.name not in ("id", "colour_profile")]
+    values = {"media_key": "%s", "content_hash": "%s"}
+    table = Picture._meta.db_table
+    # Our own model's table and column names only; the values are parameters.
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values.get(c, c) for c in columns)} FROM {table} WHERE id = %s"  # noqa: E501, S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["3_old_code", "f" * 64, stored.pk])
+    assert Picture.objects.get(media_key="3_old_code").colour_profile == ""
