@@ -326,7 +326,7 @@ def test_responses_vary_on_who_is_asking(client, album):
     assert "Authorization" in vary and "Cookie" in vary
 
 
-def test_anonymous_callers_are_throttled_with_429_and_retry_after(client, album, settings):
+def test_anonymous_callers_are_throttled_with_429_and_retry_after(client, album, settings, still_clock):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/min", "user": "5/min"}}
     assert client.get("/api/v1/albums/").status_code == 200
     assert client.get("/api/v1/albums/sunset/").status_code == 200
@@ -336,7 +336,7 @@ def test_anonymous_callers_are_throttled_with_429_and_retry_after(client, album,
     assert "throttled" in response.json()["detail"]
 
 
-def test_signed_in_callers_have_their_own_higher_rate(client, album, owner, settings):
+def test_signed_in_callers_have_their_own_higher_rate(client, album, owner, settings, still_clock):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "1/min", "user": "3/min"}}
     client.force_login(owner)
     assert [client.get("/api/v1/albums/").status_code for _ in range(4)] == [200, 200, 200, 429]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import zipfile
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from django.utils import timezone
 from albums.models import Album
 from collages.models import Collage
 from everhash.testing.builders import make_album, make_picture
+from everhash.testing.processes import inside_one_window
 from pictures.models import Picture
 from pictures.moderation import approve, hide
 
@@ -228,7 +228,7 @@ def test_pages_answer_304_to_a_matching_etag_and_change_when_pictures_change(cli
     assert client.get("/album/sunset/", HTTP_IF_NONE_MATCH=etag).status_code == 200
 
 
-def test_head_requests_get_the_headers_of_a_get(client, album):
+def test_head_requests_get_the_headers_of_a_get(still_clock, client, album):
     """Link checkers, monitors and crawlers use HEAD; the zip download alone stays GET-only."""
     make_picture(album=album)
     for url in ("/", "/album/sunset/", "/album/sunset/popular/", "/album/sunset/feed.json", "/album/sunset/slideshow/"):
@@ -283,9 +283,7 @@ def test_the_index_shows_public_albums_most_active_first(client, owner):
 def test_the_index_is_served_from_the_page_cache_until_an_album_changes(client, owner):
     # The index's ETag carries the minute ("updated 3 minutes ago" moves on): start well inside
     # one, so the requests below share it.
-    now = timezone.now()
-    if now.second >= 55:
-        time.sleep(60 - now.second - now.microsecond / 1e6 + 0.1)
+    inside_one_window(60)
     album = make_album(owner=owner, hashtag="busy", title="Busy")
     make_picture(album=album)
     first = client.get("/")

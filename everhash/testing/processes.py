@@ -63,6 +63,15 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: Callable[[]
         time.sleep(0.1)
 
 
+def inside_one_window(seconds: int, *, margin: float = 5.0) -> None:
+    """Wait out the current fixed window of ``seconds`` (rate limits, per-minute throttles) when it ends
+    within ``margin`` seconds, so that a test's requests to a server in another process (where
+    still_clock cannot hold the time) all count in one window."""
+    left = seconds - time.time() % seconds
+    if left < margin:
+        time.sleep(left + 0.1)
+
+
 def stop(*processes: subprocess.Popen, grace: float = 15) -> None:
     """SIGTERM (a worker's warm shutdown) to all, then SIGKILL to the process group (pool children
     too) of any still running after `grace` seconds. Processes must run in a session of their own."""

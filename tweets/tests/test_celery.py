@@ -317,7 +317,12 @@ def test_beat_enqueues_the_dispatch_and_later_dispatches_find_nothing_due(enviro
     command = [sys.executable, "-c", BEAT, str(tmp_path / "beat-schedule")]
     beat = Service("beat", command, env=environment, log=tmp_path / "beat.log")
     try:
-        wait_for(lambda: "dispatch albums=0" in logs(workers), timeout=30, what=lambda: logs([*workers, beat]))
+        # Both fetches first: a dispatch while one is still running also finds nothing due (it is claimed).
+        wait_for(lambda: len(fetched(workers, "ok")) >= 2, timeout=30, what=lambda: logs([*workers, beat]))
+        before = logs(workers).count("dispatch albums=0")
+        wait_for(
+            lambda: logs(workers).count("dispatch albums=0") > before, timeout=30, what=lambda: logs([*workers, beat])
+        )
     finally:
         stop(beat.process)
 

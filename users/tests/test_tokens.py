@@ -201,13 +201,13 @@ def test_last_used_is_recorded_at_most_once_a_minute(client, owner, token):
         assert use() == NOW + timedelta(seconds=61)
 
 
-def test_a_token_call_within_the_minute_writes_nothing(client, album, token, django_assert_num_queries):
+def test_a_token_call_within_the_minute_writes_nothing(still_clock, client, album, token, django_assert_num_queries):
     client.get("/api/v1/albums/", HTTP_AUTHORIZATION=f"Bearer {token}")
     with django_assert_num_queries(4):  # the token with its user; albums: count, rows, milestones
         client.get("/api/v1/albums/", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
-def test_the_token_user_gets_the_user_throttle_rate(client, owner, token, settings):
+def test_the_token_user_gets_the_user_throttle_rate(still_clock, client, owner, token, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "1/min", "user": "2/min"}}
     statuses = [client.get("/api/v1/albums/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
