@@ -28,13 +28,7 @@ from albums.models import Album
 from albums.services import pictures_changed
 from collages.services import delete_collage
 from everhash.lib.csvsafe import SafeWriter
-from everhash.lib.images import (
-    ImageRejected,
-    VerifiedImage,
-    make_renditions,
-    open_for_renditions,
-    open_verified,
-)
+from everhash.lib.images import ImageRejected, VerifiedImage, make_renditions, open_for_renditions, open_verified
 from everhash.lib.zipstream import Entry, blocks_of, stream_zip
 from pictures.dedupe import (
     VERIFY_RENDITION,
