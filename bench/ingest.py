@@ -60,7 +60,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from everhash.lib.images import make_renditions, open_for_renditions, open_verified
-from everhash.testing.processes import LoopbackCA, manage, run_python
+from everhash.testing.processes import LoopbackCA
 from pictures.dedupe import Signature, SignatureIndex, compute_signature
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -523,11 +523,14 @@ def database_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
     }
 
 
-def prepare_template(env: dict[str, str], work: Path) -> Path:
-    """A migrated SQLite database with the owner and the album, copied for each round."""
-    template_env = database_environment(env, work / "template")
-    manage(template_env, "migrate", "--noinput", "-v0")
-    run_python(template_env, SETUP_ALBUM)
+def prepare_template(env: dict[str, str], work: Path, code: Path = ROOT) -> Path:
+    """A SQLite database migrated by the code in ``code`` (a baseline has the schema of its own time),
+    with the owner and the album, copied for each round of that code."""
+    template_env = {**database_environment(env, work / f"template-{code.name}"), "PYTHONPATH": str(code)}
+    for args in (["manage.py", "migrate", "--noinput", "-v0"], ["-c", SETUP_ALBUM]):
+        subprocess.run(
+            [sys.executable, *args], cwd=code, env=template_env, check=True, capture_output=True, timeout=300
+        )
     return Path(template_env["EVERHASH_SQLITE_PATH"])
 
 
@@ -852,7 +855,7 @@ def main() -> None:
                 env = {**pipeline_environment(work, feed["EVERHASH_X_API_URL"], feed["EVERHASH_CA_BUNDLE"]), **feed}
             else:
                 env = pipeline_environment(work, *feed)
-            template = prepare_template(env, work)
+            templates = {code: prepare_template(env, work, code) for code in ([baseline] if baseline else []) + [ROOT]}
             log("database migrated; sources: " + ("X, Mastodon and Bluesky fakes" if args.mixed else "fake X API"))
             for n in range(1, args.rounds + 1):
                 measured: dict[str, dict] = {}
@@ -865,7 +868,7 @@ def main() -> None:
                     runs.reverse()  # alternate which pipeline goes first
                 for key, code in runs:
                     measured[key] = pipe = run_pipeline(
-                        env, template, work / f"round-{n}-{key}", len(entries), code=code
+                        env, templates[code], work / f"round-{n}-{key}", len(entries), code=code
                     )
                     log(
                         f"round {n}: {key} {pipe['seconds']:.1f} s ({pipe['rate']:.2f} pictures/s),"
@@ -875,7 +878,7 @@ def main() -> None:
             profile_lines: list[str] = []
             if args.profile:
                 profile = work / "fetch_tweets.prof"
-                pipe = run_pipeline(env, template, work / "profiled", len(entries), profile=profile)
+                pipe = run_pipeline(env, templates[ROOT], work / "profiled", len(entries), profile=profile)
                 log(f"profiled pipeline: {pipe['seconds']:.1f} s")
                 profile_lines = profile_summary(profile)
     dedupe: list = []
