@@ -56,9 +56,10 @@ def test_visible_hides_hidden_and_pending_pictures(album):
 def test_a_row_inserted_by_code_that_predates_the_colour_profile_column_gets_an_empty_one(album):
     # Migrations run while the old code still serves (docs/deploy.rst): its INSERT names no such column.
     stored = make_picture(album=album)
-    columns = [f.column for f in Picture._meta.concrete_fields if f.name not in ("id", "colour_profile")]
-    values = {"media_key": "%s", "content_hash": "%s"}
-    table = Picture._meta.db_table
+    quote = connection.ops.quote_name  # `sensitive` is a reserved word in MariaDB
+    columns = [quote(f.column) for f in Picture._meta.concrete_fields if f.name not in ("id", "colour_profile")]
+    values = {quote("media_key"): "%s", quote("content_hash"): "%s"}
+    table = quote(Picture._meta.db_table)
     # Our own model's table and column names only; the values are parameters.
     sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values.get(c, c) for c in columns)} FROM {table} WHERE id = %s"  # noqa: E501, S608
     with connection.cursor() as cursor:

@@ -139,8 +139,9 @@ def another_machine(env, tmp_path: Path, name: str) -> dict:
 def test_a_second_process_naming_the_album_and_a_celery_task_leave_it_to_the_run_that_claimed_it(
     environment, fake_x, media_server, tmp_path
 ):
-    # Long enough for two more Python processes to start on a loaded machine while the first holds the claim.
-    paths = post_photos(fake_x, media_server, stall={i: 10 for i in range(4)})
+    # Long enough for two more Python processes to start on a loaded machine while the first holds the
+    # claim, and under the downloads' 10 s read timeout (safehttp), so every photo still arrives.
+    paths = post_photos(fake_x, media_server, stall={i: 6 for i in range(4)})
     first = start(environment, "--album", "sunset")
     downloading(media_server, paths[3])  # newest first
 
