@@ -11,7 +11,6 @@ import http.client
 import json
 import re
 import shutil
-import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
@@ -170,7 +169,8 @@ def test_behind_nginx_api_throttles_count_per_client(site):
 
 def test_the_access_log_names_the_client_and_the_proxy(site):
     request(site["proxy"], "GET", "/healthz?from=seven", source="127.0.0.7")
-    time.sleep(0.3)
+    # Gunicorn writes its access line after the response has gone.
+    wait_for(lambda: "from=seven" in site["log"].read_text(), timeout=10, what=site["log"].read_text)
     entries = [json.loads(line) for line in site["log"].read_text().splitlines() if line.startswith("{")]
     [entry] = [e for e in entries if e["logger"] == "gunicorn.access" and "from=seven" in e["message"]]
     assert (entry["client"], entry["remote"]) == ("127.0.0.7", "127.0.0.1")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from everhash.testing.processes import Gunicorn, manage, production_environment
+from everhash.testing.processes import Gunicorn, manage, production_environment, wait_for
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -113,7 +112,8 @@ def test_the_api_docs_load_without_inline_script(server):
 def test_logs_are_json_lines(server):
     base, log = server
     get(f"{base}/healthz")
-    time.sleep(0.2)
+    # Gunicorn writes its access line after the response has gone.
+    wait_for(lambda: "/healthz" in log.read_text(), timeout=10, what=log.read_text)
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line parses
     access = [e for e in entries if e["logger"] == "gunicorn.access"]
