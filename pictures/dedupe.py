@@ -943,15 +943,14 @@ class Examined:
         self._stored: bytes | None = None  # the JPEG, as stored (decoded on each use: it is smaller)
         self._fits_view = fits_view(verified.width, verified.height)
         self._numbers: Examined | None = None
-        self._unconverted = verified.unconverted
 
     @property
     def numbers(self) -> Examined | None:
         """The picture read by its file's own numbers, when its colour profile changed its colours (None
         otherwise): how a copy whose platform dropped the profile without converting shows it. Made on
         first use (a signature more), only for such pictures."""
-        if self._numbers is None and self._unconverted is not None:
-            self._numbers = Examined(self._unconverted, content_hash=self.content_hash)
+        if self._numbers is None and self._verified is not None and self._verified.unconverted is not None:
+            self._numbers = Examined(self._verified.unconverted, content_hash=self.content_hash)
         return self._numbers
 
     @property
@@ -982,7 +981,7 @@ class Examined:
         _ = self.view
         if self.numbers is not None:
             self.numbers.forget_image()
-        self._verified = self._unconverted = None
+        self._verified = None
 
 
 def fits_view(width: int, height: int) -> bool:

@@ -102,8 +102,8 @@ def stored_numbers(picture_id: int) -> Examined | None:
     """A stored picture read by its original's own numbers (dedupe.Examined.numbers), when its colour
     profile changed its colours (``Picture.colour_profile``: nothing is read for any other picture);
     None otherwise, or when its original cannot be read. Asked only after a verification failed."""
-    row = Picture.objects.filter(pk=picture_id).exclude(colour_profile="")
-    row = row.values_list("original_key", "content_hash").first()
+    profiled = Picture.objects.filter(pk=picture_id).exclude(colour_profile="")
+    row = profiled.values_list("original_key", "content_hash").first()
     data = read_file(row[0]) if row else None
     if not data:
         return None
