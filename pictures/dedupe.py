@@ -444,8 +444,9 @@ class Comparison(NamedTuple):
     # (the colour fills of a drawing, a bright area clipped) moves them there, whatever the average says.
     local_luma: float = 0.0
     local_chroma: float = 0.0
-    # When both pictures are lossless files (PNG) of the same size: the share of their pixel values that
-    # differ by more than one level (moved_share). A lossless copy keeps every pixel, so any more than
+    # When both pictures are lossless files (PNG) of the same size, each seen by its own pixels (reduced
+    # alike when over the verification box: View.png_size): the share of their pixel values that differ by
+    # more than one level (moved_share). A lossless copy keeps every pixel, so any more than
     # UNCHANGED_SHARE is an edit, however slight; None for every other pair.
     lossless_moved: float | None = None
     # When one picture is a lossless file and the other a JPEG of its size seen by its own pixels: how far
@@ -626,12 +627,18 @@ def _ycbcr(image: Image.Image) -> np.ndarray:
 class View(NamedTuple):
     """A picture as verification sees it: pixels, the JPEG luma quantisation table and the file's bytes
     when the pixels are a JPEG's own, at its own size (see VerifiedImage.luma_table), and whether they
-    are a lossless file's own pixels (VerifiedImage.lossless)."""
+    are a lossless file's own pixels (VerifiedImage.lossless).
+
+    ``png_size`` is the file's size when the view was made from a PNG's own numbers by `view_of` alone
+    (reduced to fit the box, or not): the same pixels always make the same view, so two such views of
+    one file size have the same pixels exactly when the files do (to within the reduction's rounding).
+    None for a rendition, a JPEG, or colours converted by a profile."""
 
     image: Image.Image
     luma_table: tuple[int, ...] | None = None
     lossless: bool = False
     jpeg: bytes | None = None
+    png_size: tuple[int, int] | None = None
 
 
 # A picture is unaltered when at most this share of its 8-bit values moves by more than one level (the
@@ -706,7 +713,7 @@ def compare(stored_view: View, arriving_view: View) -> Comparison:
     """Compare two decoded pictures at a common scale: the larger reduced to the smaller's size."""
     stored, candidate = stored_view.image.convert("RGB"), arriving_view.image.convert("RGB")
     lossless_moved = None
-    if stored_view.lossless and arriving_view.lossless and stored.size == candidate.size:
+    if stored_view.png_size is not None and stored_view.png_size == arriving_view.png_size:
         lossless_moved = moved_share(np.asarray(stored), np.asarray(candidate))
     small, large = sorted((stored, candidate), key=lambda image: image.width * image.height)
     scale_x, scale_y = small.width / large.width, small.height / large.height
@@ -975,6 +982,11 @@ class Examined:
             self._stored = make_renditions(self._image())[VERIFY_RENDITION][0]
         return decode_view(self._stored)
 
+    def stored_png(self, size: tuple[int, int]) -> View | None:
+        """The picture once stored, seen by its original's own pixels when it is a PNG of ``size``
+        (pictures.services.stored_png); None otherwise."""
+        return self.view if self.view.png_size == size else None
+
     def forget_image(self) -> None:
         """Keep only the two views (made now, of each reading) and drop the decoded images."""
         self.stored_view()
@@ -995,9 +1007,10 @@ def view_of(verified: VerifiedImage) -> View:
     (nothing compares at a larger scale); one that already fits keeps its JPEG table, if it has one
     (VerifiedImage.luma_table is only set for a JPEG's own pixels)."""
     image = verified.image
+    png_size = (verified.width, verified.height) if verified.format == "PNG" and not verified.colour_profile else None
     if fits_view(image.width, image.height):
-        return View(image, verified.luma_table, verified.lossless, verified.jpeg)
-    return View(render(image, RENDITIONS[VERIFY_RENDITION]))
+        return View(image, verified.luma_table, verified.lossless, verified.jpeg, png_size)
+    return View(render(image, RENDITIONS[VERIFY_RENDITION]), png_size=png_size)
 
 
 def decode_view(jpeg: bytes) -> View:
@@ -1013,6 +1026,7 @@ def find_duplicate(
     candidate: Examined,
     stored_view: Callable[[int], View | None],
     stored_numbers: Callable[[int], Examined | None],
+    stored_png: Callable[[int, tuple[int, int]], View | None],
 ) -> tuple[int | None, Decision | None]:
     """The stored duplicate of a candidate: signature filter over the album, then verification of each
     candidate it passes (closest first) against its stored rendition. Returns (picture id or None, the
@@ -1022,6 +1036,12 @@ def find_duplicate(
     some platforms drop a profile without converting (X recompressing a PNG): when the stored picture is
     such a one (``stored_numbers``, None for any other) and the arriving one is not, or the reverse (a
     second pass of the filter with the arriving picture's numbers).
+
+    Two PNGs of one size are the same picture only with the same pixels (Comparison.keeps_pixels). A
+    stored PNG over the verification box is seen by its rendition, whose JPEG noise hides the few pixels
+    a slight edit moves: when the score finds an arriving PNG the same as such a picture, the match is
+    confirmed on the views of both originals (``stored_png``: the stored picture's view made from its
+    original when that is a PNG of the given size, else None). Only then is the original read.
     """
     decision = None
     for picture_id, measured in index.candidates(candidate.signature):
@@ -1030,6 +1050,15 @@ def find_duplicate(
             continue
         comparison = compare(view_of_stored, candidate.view)
         decision = Decision(_is_same(measured, comparison), measured, comparison)
+        png_size = candidate.view.png_size
+        if (
+            decision.same
+            and png_size is not None
+            and view_of_stored.png_size is None
+            and (original := stored_png(picture_id, png_size)) is not None
+        ):
+            comparison = compare(original, candidate.view)
+            decision = Decision(_is_same(measured, comparison), measured, comparison)
         if decision.same:
             return picture_id, decision
         if candidate.numbers is None and (numbers := stored_numbers(picture_id)) is not None:
@@ -1040,7 +1069,11 @@ def find_duplicate(
                     return picture_id, Decision(True, by_numbers, comparison)
     if candidate.numbers is not None:
         found, by_numbers = find_duplicate(
-            index=index, candidate=candidate.numbers, stored_view=stored_view, stored_numbers=lambda _: None
+            index=index,
+            candidate=candidate.numbers,
+            stored_view=stored_view,
+            stored_numbers=lambda _: None,
+            stored_png=stored_png,
         )
         if found is not None:
             return found, by_numbers
@@ -1063,6 +1096,7 @@ def decide(stored: Examined, candidate: Examined) -> Decision:
         candidate=candidate,
         stored_view=lambda _: stored.stored_view(),
         stored_numbers=lambda _: stored.numbers,
+        stored_png=lambda _, size: stored.stored_png(size),
     )
     if decision is None:
         return Decision(False, distances(stored.signature, candidate.signature), None)

@@ -98,6 +98,23 @@ def stored_view(picture_id: int) -> View | None:
     return decode_view(data) if data else None
 
 
+def stored_png(picture_id: int, size: tuple[int, int]) -> View | None:
+    """A stored PNG of this size seen by its original's own pixels (dedupe.View.png_size), to confirm a
+    match with an arriving PNG of its size (find_duplicate); None for any other picture (nothing is read),
+    or when its original cannot be read."""
+    width, height = size
+    pngs = Picture.objects.filter(pk=picture_id, width=width, height=height, original_key__endswith=".png")
+    key = pngs.values_list("original_key", flat=True).first()
+    data = read_file(key) if key else None
+    if not data:
+        return None
+    try:
+        view = view_of(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
+    except ImageRejected:
+        return None
+    return view if view.png_size == size else None
+
+
 def stored_numbers(picture_id: int) -> Examined | None:
     """A stored picture read by its original's own numbers (dedupe.Examined.numbers), when its colour
     profile changed its colours (``Picture.colour_profile``: nothing is read for any other picture);
@@ -141,7 +158,11 @@ def ingest_photo(
     examined = Examined(verified, content_hash=content_hash)
     signature = examined.signature
     duplicate_of, _ = find_duplicate(
-        index=index, candidate=examined, stored_view=stored_view, stored_numbers=stored_numbers
+        index=index,
+        candidate=examined,
+        stored_view=stored_view,
+        stored_numbers=stored_numbers,
+        stored_png=stored_png,
     )
     if duplicate_of is not None:
         return Outcome(

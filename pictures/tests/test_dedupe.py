@@ -295,6 +295,47 @@ def test_the_lossless_rule_leaves_a_jpeg_or_a_resized_png_to_the_score():
         assert same_picture(original, file("drawing", chain)), chain
 
 
+# Larger than the verification box (1024 x 1024), so seen by a rendition once stored: a screenshot's size.
+LARGE_PNGS = {
+    "drawing": lambda: drawing(np.random.default_rng(8), (1300, 1000)),
+    "page": lambda: text_page(np.random.default_rng(7), (1100, 1400)),
+}
+
+
+@pytest.mark.parametrize("name", LARGE_PNGS)
+def test_two_pngs_of_one_size_over_the_box_are_the_same_picture_only_with_the_same_pixels(name):
+    """The stored rendition's JPEG noise hides the pixels a slight edit moves (the score alone takes each
+    edit below for a copy); the rule is applied on both originals' views, which the same pixels make
+    the same."""
+    original = LARGE_PNGS[name]()
+    stored = examine(edits.encode(original, "PNG"))
+    assert stored.stored_view().png_size is None  # a rendition
+    assert stored.view.png_size == original.size and stored.view.image.size != original.size  # reduced
+
+    for edited in (_retouched(original, 0.01), edits.EDITS["sharpen-soft"].apply(original)):
+        arriving = examine(edits.encode(edited, "PNG"))
+        by_rendition = dedupe.compare(stored.stored_view(), arriving.view)
+        assert dedupe._is_same(dedupe.distances(stored.signature, arriving.signature), by_rendition)
+
+        decision = decide(stored, arriving)
+        assert decision.comparison.lossless_moved > dedupe.UNCHANGED_SHARE
+        assert not decision.same, decision.describe()
+
+    one_pixel = _retouched(original, 1 / (original.width * original.height), -40)
+    for same in (original, one_pixel):
+        assert decide(stored, examine(edits.encode(same, "PNG", compress_level=1))).same
+
+
+def test_the_lossless_rule_over_the_box_needs_two_pngs_of_one_size():
+    """A resized PNG copy is reduced to the same view from other pixels, and a JPEG has no exact pixels:
+    both are left to the score."""
+    original = LARGE_PNGS["drawing"]()
+    stored = examine(edits.encode(original, "PNG"))
+    for chain in ("resize-75+png", "jpeg-q95"):
+        decision = decide(stored, examine(edits.render(original, chain)))
+        assert decision.same and decision.comparison.lossless_moved is None, chain
+
+
 @pytest.mark.parametrize("stored_first", [True, False])
 def test_a_jpeg_of_a_png_keeps_its_block_means_and_a_slight_edit_does_not(stored_first):
     """A JPEG made from a lossless picture of its size keeps every 8 x 8 block mean to within its DC
@@ -586,6 +627,28 @@ def test_a_failed_verification_reads_no_original_of_a_picture_without_a_colour_p
     assert ingest(album, edits.render(large, "blur-r2+jpeg-q85"), "3_2").kind == "added"
 
     assert read == [stored.renditions[dedupe.VERIFY_RENDITION]["key"]]  # verified by its rendition, nothing more
+
+
+def test_ingest_reads_a_stored_pngs_original_to_confirm_a_png_of_its_size(album, monkeypatch):
+    """Over the box, a stored PNG is verified by its rendition; only a match with an arriving PNG of its
+    size reads its original, which then decides by the pixels (a 1% patch 5 levels darker is kept)."""
+    original = LARGE_PNGS["drawing"]()
+    stored = ingest(album, edits.encode(original, "PNG"), "3_1").picture
+    read = []
+    monkeypatch.setattr(services, "read_file", lambda key: read.append(key) or default_storage.open(key).read())
+    rendition = stored.renditions[dedupe.VERIFY_RENDITION]["key"]
+
+    assert ingest(album, edits.render(original, "jpeg-q90"), "3_2").kind == "duplicate"
+    assert read == [rendition]  # a JPEG: the rendition's verification is the decision
+
+    read.clear()
+    assert ingest(album, edits.encode(_retouched(original, 0.01), "PNG"), "3_3").kind == "added"
+    assert read == [rendition, stored.original_key]
+
+    read.clear()
+    outcome = ingest(album, edits.encode(original, "PNG", compress_level=1), "3_4")
+    assert outcome.kind == "duplicate" and outcome.duplicate_of == stored.pk, outcome.message
+    assert stored.original_key in read
 
 
 def test_ingest_skips_a_re_encoded_copy_of_a_nearly_flat_picture(album):

@@ -242,6 +242,7 @@ def test_the_dedupe_keeps_every_distinct_picture_and_catches_every_copy(download
             candidate=examined,
             stored_view=lambda number: signatures[names[number]].stored_view(),
             stored_numbers=lambda number: signatures[names[number]].numbers,
+            stored_png=lambda number, size: signatures[names[number]].stored_png(size),
         )
         if duplicate_of is not None:
             matched[name] = names[duplicate_of]
