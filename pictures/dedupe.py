@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from django.conf import settings
@@ -973,7 +973,7 @@ class Examined:
         return self._verified
 
     def stored_view(self) -> View:
-        """The picture as ingest verifies it once stored (pictures.services.stored_view): a picture that
+        """The picture as ingest verifies it once stored (pictures.services.StoredPicture): a picture that
         fits the verification rendition by its own pixels (the original's, with its JPEG table), a
         larger one by its VERIFY_RENDITION rendition."""
         if self._fits_view:
@@ -984,7 +984,7 @@ class Examined:
 
     def stored_png(self, size: tuple[int, int]) -> View | None:
         """The picture once stored, seen by its original's own pixels when it is a PNG of ``size``
-        (pictures.services.stored_png); None otherwise."""
+        (pictures.services.StoredPicture.stored_png); None otherwise."""
         return self.view if self.view.png_size == size else None
 
     def forget_image(self) -> None:
@@ -1020,32 +1020,55 @@ def decode_view(jpeg: bytes) -> View:
         return View(image.convert("RGB"))
 
 
+class Stored(Protocol):
+    """A stored picture as verification reads it: an `Examined` for one in memory (`decide`),
+    pictures.services.StoredPicture for one in the album's storage (ingest)."""
+
+    def stored_view(self) -> View | None:
+        """How it is verified against (Examined.stored_view); None when it cannot be read."""
+
+    @property
+    def numbers(self) -> Examined | None:
+        """It read by its file's own numbers, when its colour profile changed its colours (Examined.numbers)."""
+
+    def stored_png(self, size: tuple[int, int]) -> View | None:
+        """Its view made from its original when that is a PNG of ``size`` (Examined.stored_png)."""
+
+
 def find_duplicate(
-    *,
-    index: SignatureIndex,
-    candidate: Examined,
-    stored_view: Callable[[int], View | None],
-    stored_numbers: Callable[[int], Examined | None],
-    stored_png: Callable[[int, tuple[int, int]], View | None],
+    *, index: SignatureIndex, candidate: Examined, stored: Callable[[int], Stored]
 ) -> tuple[int | None, Decision | None]:
     """The stored duplicate of a candidate: signature filter over the album, then verification of each
-    candidate it passes (closest first) against its stored rendition. Returns (picture id or None, the
-    last decision made).
+    candidate it passes (closest first) against its stored rendition (``stored``: the picture of an id
+    the index holds). Returns (picture id or None, the last decision made).
 
     A picture whose colour profile changed its colours is also compared by its file's numbers, since
     some platforms drop a profile without converting (X recompressing a PNG): when the stored picture is
-    such a one (``stored_numbers``, None for any other) and the arriving one is not, or the reverse (a
+    such a one (`Stored.numbers`, None for any other) and the arriving one is not, or the reverse (a
     second pass of the filter with the arriving picture's numbers).
 
     Two PNGs of one size are the same picture only with the same pixels (Comparison.keeps_pixels). A
     stored PNG over the verification box is seen by its rendition, whose JPEG noise hides the few pixels
     a slight edit moves: when the score finds an arriving PNG the same as such a picture, the match is
-    confirmed on the views of both originals (``stored_png``: the stored picture's view made from its
-    original when that is a PNG of the given size, else None). Only then is the original read.
+    confirmed on the views of both originals (`Stored.stored_png`). Only then is the original read.
     """
+    found, decision = _find(index, candidate, stored, by_stored_numbers=candidate.numbers is None)
+    if found is None and candidate.numbers is not None:
+        found, by_numbers = _find(index, candidate.numbers, stored, by_stored_numbers=False)
+        if found is not None:
+            return found, by_numbers
+    return found, decision
+
+
+def _find(
+    index: SignatureIndex, candidate: Examined, stored: Callable[[int], Stored], *, by_stored_numbers: bool
+) -> tuple[int | None, Decision | None]:
+    """One pass of find_duplicate: ``candidate`` as it is read, against each stored picture as it is seen
+    and (``by_stored_numbers``) by its numbers."""
     decision = None
     for picture_id, measured in index.candidates(candidate.signature):
-        view_of_stored = stored_view(picture_id)
+        picture = stored(picture_id)
+        view_of_stored = picture.stored_view()
         if view_of_stored is None:  # its rendition is gone: it cannot be verified, so it is not merged
             continue
         comparison = compare(view_of_stored, candidate.view)
@@ -1055,28 +1078,18 @@ def find_duplicate(
             decision.same
             and png_size is not None
             and view_of_stored.png_size is None
-            and (original := stored_png(picture_id, png_size)) is not None
+            and (original := picture.stored_png(png_size)) is not None
         ):
             comparison = compare(original, candidate.view)
             decision = Decision(_is_same(measured, comparison), measured, comparison)
         if decision.same:
             return picture_id, decision
-        if candidate.numbers is None and (numbers := stored_numbers(picture_id)) is not None:
+        if by_stored_numbers and (numbers := picture.numbers) is not None:
             by_numbers = distances(numbers.signature, candidate.signature)
             if by_numbers.passes_filter():
                 comparison = compare(numbers.stored_view(), candidate.view)
                 if _is_same(by_numbers, comparison):
                     return picture_id, Decision(True, by_numbers, comparison)
-    if candidate.numbers is not None:
-        found, by_numbers = find_duplicate(
-            index=index,
-            candidate=candidate.numbers,
-            stored_view=stored_view,
-            stored_numbers=lambda _: None,
-            stored_png=stored_png,
-        )
-        if found is not None:
-            return found, by_numbers
     return None, decision
 
 
@@ -1091,13 +1104,7 @@ def decide(stored: Examined, candidate: Examined) -> Decision:
     if stored.content_hash == candidate.content_hash:
         return Decision(True, None, None)
     index = SignatureIndex.from_rows([(1, stored.signature.histogram, stored.signature.structure_hash)])
-    _, decision = find_duplicate(
-        index=index,
-        candidate=candidate,
-        stored_view=lambda _: stored.stored_view(),
-        stored_numbers=lambda _: stored.numbers,
-        stored_png=lambda _, size: stored.stored_png(size),
-    )
+    _, decision = find_duplicate(index=index, candidate=candidate, stored=lambda _: stored)
     if decision is None:
         return Decision(False, distances(stored.signature, candidate.signature), None)
     return decision

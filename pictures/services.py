@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -80,55 +81,66 @@ def load_signature_index(*, album: Album) -> SignatureIndex:
     return SignatureIndex.from_rows((pk, bytes(histogram), structure) for pk, histogram, structure in rows)
 
 
-def stored_view(picture_id: int) -> View | None:
-    """How a stored picture is verified against (pictures/dedupe.py, Examined.stored_view): a picture
-    that fits the verification rendition by its original's own pixels (and JPEG table), a larger one
-    by its verification rendition; None when neither can be read."""
-    row = Picture.objects.filter(pk=picture_id).values_list("renditions", "original_key", "width", "height").first()
-    if row is None:
-        return None
-    renditions, key, width, height = row
-    if fits_view(width, height) and (data := read_file(key)):
+class StoredPicture:
+    """A stored picture as dedupe verifies against it (pictures.dedupe.Stored): its row read once when
+    made, its original read from the storage and decoded at most once, and only when a verification
+    needs it (a picture that fits the verification rendition, a profiled picture's numbers, a PNG
+    confirmed against a PNG of its size)."""
+
+    def __init__(self, picture_id: int) -> None:
+        self.row = (
+            Picture.objects.filter(pk=picture_id)
+            .values("renditions", "original_key", "width", "height", "colour_profile", "content_hash")
+            .first()
+        )
+
+    @cached_property
+    def _original(self) -> VerifiedImage | None:
+        """The original decoded as ingest decodes it; None when it cannot be read, or no longer decodes
+        (stored before a stricter check: its rendition still says what it looks like)."""
+        data = read_file(self.row["original_key"]) if self.row else None
+        if not data:
+            return None
         try:
-            return view_of(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
+            return open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS)
         except ImageRejected:
-            pass  # stored before a stricter check: its rendition still says what it looks like
-    rendition = (renditions or {}).get(VERIFY_RENDITION)
-    data = read_file(rendition["key"]) if rendition else None
-    return decode_view(data) if data else None
+            return None
 
+    def stored_view(self) -> View | None:
+        """A picture that fits the verification rendition by its original's own pixels (and JPEG table),
+        a larger one by its verification rendition (dedupe.Examined.stored_view); None when neither can
+        be read."""
+        if self.row is None:
+            return None
+        if fits_view(self.row["width"], self.row["height"]) and self._original is not None:
+            return view_of(self._original)
+        rendition = (self.row["renditions"] or {}).get(VERIFY_RENDITION)
+        data = read_file(rendition["key"]) if rendition else None
+        return decode_view(data) if data else None
 
-def stored_png(picture_id: int, size: tuple[int, int]) -> View | None:
-    """A stored PNG of this size seen by its original's own pixels (dedupe.View.png_size), to confirm a
-    match with an arriving PNG of its size (find_duplicate); None for any other picture (nothing is read),
-    or when its original cannot be read."""
-    width, height = size
-    pngs = Picture.objects.filter(pk=picture_id, width=width, height=height, original_key__endswith=".png")
-    key = pngs.values_list("original_key", flat=True).first()
-    data = read_file(key) if key else None
-    if not data:
-        return None
-    try:
-        view = view_of(open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS))
-    except ImageRejected:
-        return None
-    return view if view.png_size == size else None
+    @cached_property
+    def numbers(self) -> Examined | None:
+        """The picture read by its original's own numbers (dedupe.Examined.numbers), when its colour
+        profile changed its colours (``Picture.colour_profile``: nothing is read for any other picture)."""
+        if self.row is None or not self.row["colour_profile"] or self._original is None:
+            return None
+        unconverted = self._original.unconverted
+        return Examined(unconverted, content_hash=self.row["content_hash"]) if unconverted is not None else None
 
-
-def stored_numbers(picture_id: int) -> Examined | None:
-    """A stored picture read by its original's own numbers (dedupe.Examined.numbers), when its colour
-    profile changed its colours (``Picture.colour_profile``: nothing is read for any other picture);
-    None otherwise, or when its original cannot be read. Asked only after a verification failed."""
-    profiled = Picture.objects.filter(pk=picture_id).exclude(colour_profile="")
-    row = profiled.values_list("original_key", "content_hash").first()
-    data = read_file(row[0]) if row else None
-    if not data:
-        return None
-    try:
-        unconverted = open_for_renditions(data, max_pixels=settings.EVERHASH_MAX_IMAGE_PIXELS).unconverted
-    except ImageRejected:
-        return None
-    return Examined(unconverted, content_hash=row[1]) if unconverted is not None else None
+    def stored_png(self, size: tuple[int, int]) -> View | None:
+        """The picture seen by its original's own pixels when that is a PNG of ``size`` (dedupe.View.png_size;
+        a profiled one never is); None otherwise, and nothing is read for any other picture."""
+        row = self.row
+        if (
+            row is None
+            or (row["width"], row["height"]) != size
+            or not row["original_key"].endswith("." + EXTENSIONS["PNG"])
+            or row["colour_profile"]
+            or self._original is None
+        ):
+            return None
+        view = view_of(self._original)
+        return view if view.png_size == size else None
 
 
 def ingest_photo(
@@ -157,13 +169,7 @@ def ingest_photo(
         return Outcome("rejected", reason=exc.reason, message=str(exc))
     examined = Examined(verified, content_hash=content_hash)
     signature = examined.signature
-    duplicate_of, _ = find_duplicate(
-        index=index,
-        candidate=examined,
-        stored_view=stored_view,
-        stored_numbers=stored_numbers,
-        stored_png=stored_png,
-    )
+    duplicate_of, _ = find_duplicate(index=index, candidate=examined, stored=StoredPicture)
     if duplicate_of is not None:
         return Outcome(
             "duplicate", reason="similar", message=f"looks like picture {duplicate_of}", duplicate_of=duplicate_of

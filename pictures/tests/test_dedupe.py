@@ -603,7 +603,7 @@ def test_ingest_skips_exactly_what_same_picture_calls_the_same(album, chain, dup
 @pytest.mark.parametrize("kind", ["kept", "dropped"])
 def test_ingest_skips_a_copy_of_a_file_with_a_colour_profile(album, side, camera_first, kind):
     # A stored file larger than the view is verified by its rendition (sRGB): its numbers are read back
-    # from its original only after that verification failed (pictures.services.stored_numbers).
+    # from its original only after that verification failed (pictures.services.StoredPicture.numbers).
     with Image.open(BytesIO(CAMERA_FILE)) as image:
         profile = image.info["icc_profile"]
         pixels = image.convert("RGB").resize((side, round(side * image.height / image.width)), Image.Resampling.LANCZOS)

@@ -238,11 +238,7 @@ def test_the_dedupe_keeps_every_distinct_picture_and_catches_every_copy(download
             signatures[name].forget_image()  # keeps its two small views only
         examined = signatures[name]
         duplicate_of, _ = find_duplicate(
-            index=index,
-            candidate=examined,
-            stored_view=lambda number: signatures[names[number]].stored_view(),
-            stored_numbers=lambda number: signatures[names[number]].numbers,
-            stored_png=lambda number, size: signatures[names[number]].stored_png(size),
+            index=index, candidate=examined, stored=lambda number: signatures[names[number]]
         )
         if duplicate_of is not None:
             matched[name] = names[duplicate_of]
